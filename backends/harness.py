@@ -1,0 +1,88 @@
+"""Calling a backend with NumPy in and NumPy out, with the failures named.
+
+Float inputs are cast to the requested dtype, integer inputs (labels, indices) stay integer.
+A backend that raises anything but Unsupported, or returns something that is not an array,
+surfaces as BackendError naming the component, so one broken component is one clear entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from backends.base import Backend, Unsupported
+
+
+class BackendError(Exception):
+    """The backend failed in a way that is neither a result nor a declared Unsupported."""
+
+
+def to_native(backend: Backend, value: Any, dtype: str) -> Any:
+    if isinstance(value, np.ndarray):
+        return backend.asarray(value, dtype if value.dtype.kind == "f" else None)
+    if isinstance(value, list | tuple) and value and isinstance(value[0], np.ndarray):
+        return [to_native(backend, v, dtype) for v in value]
+    return value
+
+
+def to_numpy(backend: Backend, value: Any, what: str) -> np.ndarray:
+    try:
+        out = backend.to_numpy(value)
+    except Unsupported:
+        raise
+    except Exception as exc:
+        raise BackendError(f"{backend.id}: {what} returned {type(value).__name__}, "
+                           f"which is not an array ({exc})") from exc
+    if not isinstance(out, np.ndarray):
+        raise BackendError(f"{backend.id}: {what} did not convert to a NumPy array")
+    return out
+
+
+def _guard(backend: Backend, what: str, fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except (Unsupported, BackendError):
+        raise
+    except Exception as exc:
+        raise BackendError(f"{backend.id}: {what} raised {type(exc).__name__}: {exc}") from exc
+
+
+def call(backend: Backend, name: str, args: Sequence[Any], kwargs: Mapping[str, Any],
+         dtype: str) -> np.ndarray:
+    """backend.<name>(*args, **kwargs) with NumPy arrays in and out."""
+    nargs = [to_native(backend, a, dtype) for a in args]
+    nkw = {k: to_native(backend, v, dtype) for k, v in kwargs.items()}
+    out = _guard(backend, name, getattr(backend, name), *nargs, **nkw)
+    return to_numpy(backend, out, name)
+
+
+def call_vjp(backend: Backend, name: str, primals: Sequence[np.ndarray],
+             kwargs: Mapping[str, Any], cotangent: np.ndarray, dtype: str
+             ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """(output, gradients of ``primals``) of component ``name`` for the given cotangent."""
+    nprim = [to_native(backend, p, dtype) for p in primals]
+    nkw = {k: to_native(backend, v, dtype) for k, v in kwargs.items()}
+    cot = to_native(backend, cotangent, dtype)
+    out, grads = _guard(backend, f"{name} vjp", backend.component_vjp, name, nprim, cot, **nkw)
+    if len(grads) != len(primals):
+        raise BackendError(f"{backend.id}: {name} vjp returned {len(grads)} gradients "
+                           f"for {len(primals)} primals")
+    return (to_numpy(backend, out, name),
+            tuple(to_numpy(backend, g, f"{name} vjp") for g in grads))
+
+
+def run_optimizer(backend: Backend, name: str, hyper: Mapping[str, Any],
+                  params: Sequence[np.ndarray], grad_steps: Sequence[Sequence[np.ndarray]],
+                  dtype: str) -> list[list[np.ndarray]]:
+    """The parameters after each step of optimizer ``name`` fed the gradient sequence."""
+    opt = _guard(backend, f"optimizer {name}", backend.optimizer, name, **hyper)
+    p = [to_native(backend, q, dtype) for q in params]
+    state = _guard(backend, f"{name} init", opt.init, p)
+    trajectory = []
+    for k, grads in enumerate(grad_steps):
+        g = [to_native(backend, q, dtype) for q in grads]
+        p, state = _guard(backend, f"{name} update (step {k + 1})", opt.update, g, state, p)
+        trajectory.append([to_numpy(backend, q, f"{name} step {k + 1}") for q in p])
+    return trajectory
