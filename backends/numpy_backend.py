@@ -8,22 +8,9 @@ from typing import Any
 import numpy as np
 
 from backends.base import Backend, Unsupported
-from reference import activations as A
-from reference import dense as D
-from reference import losses as L
 from reference import mlp as M
 from reference import optimizers as O
-
-COMPONENTS: dict[str, tuple[Callable, Callable]] = {
-    "dense": (D.dense, D.dense_vjp),
-    **{n: (getattr(A, n), getattr(A, n + "_vjp"))
-       for n in ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "silu", "softplus",
-                 "softmax", "log_softmax")},
-    **{n: (getattr(L, n), getattr(L, n + "_vjp"))
-       for n in ("mse_loss", "l1_loss", "huber_loss", "bce_with_logits", "cross_entropy",
-                 "nll_loss")},
-}
-"""Component name -> (forward, vjp) of the oracle."""
+from reference.registry import COMPONENTS, call_vjp
 
 
 def _component(name: str):
@@ -69,7 +56,7 @@ class NumpyBackend(Backend):
         if name not in self.vjps:
             raise Unsupported(f"numpy backend has no VJP for {name!r}")
         out = getattr(self, name)(*primals, **kwargs)
-        grads = _call_vjp(self.vjps[name], name, primals, cotangent, dict(kwargs))
+        grads = call_vjp(self.vjps[name], name, primals, cotangent, **kwargs)
         return out, tuple(grads[: len(primals)])
 
     def optimizer(self, name, **hyper):
@@ -80,19 +67,6 @@ class NumpyBackend(Backend):
 
     def mlp_loss_and_grads(self, params, x, target, activation="tanh", loss="mse"):
         return M.mlp_loss_and_grads(params, x, target, activation, loss)
-
-
-def _call_vjp(vjp: Callable, name: str, primals, cotangent, kwargs) -> tuple:
-    """Call an oracle VJP whose non-differentiable positional inputs (target, labels) come
-    between the primals and the cotangent."""
-    if name in ("mse_loss", "l1_loss", "huber_loss", "bce_with_logits"):
-        return vjp(primals[0], kwargs.pop("target"), cotangent, **kwargs)
-    if name in ("cross_entropy", "nll_loss"):
-        return vjp(primals[0], kwargs.pop("labels"), cotangent, **kwargs)
-    if name == "dense":
-        x, w, *b = primals
-        return vjp(x, w, b[0] if b else kwargs.pop("b", None), cotangent)
-    return vjp(*primals, cotangent, **kwargs)
 
 
 for _name in COMPONENTS:

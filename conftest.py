@@ -1,0 +1,3 @@
+"""Loads the Touchstone pytest plugin (backend selection, profiles, reports)."""
+
+pytest_plugins = ["properties.plugin"]

@@ -1,0 +1,152 @@
+"""How each component's inputs are drawn: primals, keyword inputs, and the reduction length.
+
+A case is ``draw(data, dtype, tail) -> Inputs``. Regular draws keep away from kinks (relu at
+0, |d| = delta in Huber, ...) so gradients are defined; ``tail`` draws the saturated and
+underflowing ranges where a result must still be right in relative terms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from hypothesis import strategies as st
+
+from properties.strategies import floats_array, kink_free, shapes
+from properties.tolerance import round_to
+
+
+@dataclass
+class Inputs:
+    primals: tuple[np.ndarray, ...]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    terms: int = 1
+
+
+Case = Callable[[st.DataObject, str, bool], Inputs]
+
+#: activations whose derivative jumps at these points
+_KINKS = {"relu": (0.0,), "leaky_relu": (0.0,), "elu": (0.0,)}
+#: tail ranges, (lo, hi) pairs, per activation
+_TAILS = {
+    "sigmoid": ((-80.0, -10.0), (10.0, 80.0)),
+    "tanh": ((-20.0, -3.0), (3.0, 20.0)),
+    "gelu": ((-12.0, -4.0),),
+    "silu": ((-80.0, -10.0),),
+    "softplus": ((-80.0, -10.0), (10.0, 80.0)),
+    "elu": ((-80.0, -10.0),),
+}
+
+
+def _activation(name: str, **draw_kwargs) -> Case:
+    def case(data, dtype, tail):
+        shape = data.draw(shapes(), label="shape")
+        if tail:
+            lo, hi = data.draw(st.sampled_from(_TAILS[name]), label="tail")
+            x = data.draw(floats_array(shape, lo, hi, dtype), label="x")
+        else:
+            x = data.draw(floats_array(shape, -6.0, 6.0, dtype, gap=1e-2,
+                                       kinks=_KINKS.get(name, ())), label="x")
+        kwargs = {k: data.draw(s, label=k) for k, s in draw_kwargs.items()}
+        return Inputs((x,), kwargs)
+    return case
+
+
+def _softmax(data, dtype, tail):
+    shape = data.draw(shapes(1, 3), label="shape")
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1), label="axis")
+    bound = 800.0 if tail else 10.0
+    x = data.draw(floats_array(shape, -bound, bound, dtype), label="x")
+    return Inputs((x,), {"axis": axis}, terms=shape[axis])
+
+
+def _dense(data, dtype, tail):
+    n, i, o = (data.draw(st.integers(1, 6), label=k) for k in "NIO")
+    x = data.draw(floats_array((n, i), -2.0, 2.0, dtype), label="x")
+    w = data.draw(floats_array((i, o), -2.0, 2.0, dtype), label="w")
+    b = data.draw(floats_array((o,), -2.0, 2.0, dtype), label="b")
+    return Inputs((x, w, b), {}, terms=i + 1)
+
+
+def _regression(name: str) -> Case:
+    def case(data, dtype, tail):
+        shape = data.draw(shapes(1, 2), label="shape")
+        target = data.draw(floats_array(shape, -3.0, 3.0, dtype), label="target")
+        kwargs: dict[str, Any] = {"reduction": data.draw(st.sampled_from(("mean", "sum", "none")),
+                                                         label="reduction")}
+        kinks: tuple[float, ...] = (0.0,)
+        if name == "huber_loss":
+            delta = float(round_to(np.array(data.draw(st.floats(0.25, 3.0), label="delta")), dtype))
+            kwargs["delta"] = delta
+            kinks = (0.0, delta, -delta)
+        diff = data.draw(floats_array(shape, -4.0, 4.0, dtype), label="diff")
+        pred = round_to(target + diff, dtype)
+        kink_free(pred - target, kinks, 0.05 if name != "mse_loss" else 0.0)
+        return Inputs((pred,), {"target": target, **kwargs}, terms=pred.size)
+    return case
+
+
+def _bce(data, dtype, tail):
+    shape = data.draw(shapes(1, 2), label="shape")
+    bound = 800.0 if tail else 12.0
+    logits = data.draw(floats_array(shape, -bound, bound, dtype), label="logits")
+    hard = data.draw(st.booleans(), label="hard_targets")
+    if hard:
+        target = data.draw(floats_array(shape, 0.0, 1.0, dtype), label="target").round()
+    else:
+        target = data.draw(floats_array(shape, 0.0, 1.0, dtype), label="target")
+    reduction = "none" if tail else data.draw(st.sampled_from(("mean", "sum", "none")),
+                                              label="reduction")
+    return Inputs((logits,), {"target": target, "reduction": reduction}, terms=logits.size)
+
+
+def _classes(data, dtype):
+    n = data.draw(st.integers(1, 6), label="N")
+    k = data.draw(st.integers(2, 6), label="K")
+    labels = np.asarray(data.draw(st.lists(st.integers(0, k - 1), min_size=n, max_size=n),
+                                  label="labels"), dtype=np.int64)
+    weight = data.draw(st.none() | floats_array((k,), 0.1, 3.0, dtype), label="weight")
+    reduction = data.draw(st.sampled_from(("mean", "sum", "none")), label="reduction")
+    return n, k, labels, weight, reduction
+
+
+def _cross_entropy(data, dtype, tail):
+    n, k, labels, weight, reduction = _classes(data, dtype)
+    logits = data.draw(floats_array((n, k), -8.0, 8.0, dtype), label="logits")
+    smoothing = data.draw(st.sampled_from((0.0, 0.1)) | st.floats(0.0, 0.5), label="label_smoothing")
+    return Inputs((logits,), {"labels": labels, "reduction": reduction,
+                              "label_smoothing": smoothing, "weight": weight}, terms=n * k)
+
+
+def _nll(data, dtype, tail):
+    n, k, labels, weight, reduction = _classes(data, dtype)
+    log_probs = data.draw(floats_array((n, k), -8.0, 0.0, dtype), label="log_probs")
+    return Inputs((log_probs,), {"labels": labels, "reduction": reduction, "weight": weight},
+                  terms=n)
+
+
+CASES: dict[str, Case] = {
+    "dense": _dense,
+    "sigmoid": _activation("sigmoid"),
+    "tanh": _activation("tanh"),
+    "relu": _activation("relu"),
+    "leaky_relu": _activation("leaky_relu", negative_slope=st.floats(0.001, 0.5)),
+    "elu": _activation("elu", alpha=st.floats(0.1, 2.0)),
+    "gelu": _activation("gelu", approximate=st.sampled_from(("none", "tanh"))),
+    "silu": _activation("silu"),
+    "softplus": _activation("softplus", beta=st.floats(0.5, 3.0)),
+    "softmax": _softmax,
+    "log_softmax": _softmax,
+    "mse_loss": _regression("mse_loss"),
+    "l1_loss": _regression("l1_loss"),
+    "huber_loss": _regression("huber_loss"),
+    "bce_with_logits": _bce,
+    "cross_entropy": _cross_entropy,
+    "nll_loss": _nll,
+}
+"""Every component the properties check, by the oracle's name."""
+
+TAIL_CASES = sorted([*_TAILS, "log_softmax", "bce_with_logits"])
+"""Components with a tail/saturation property (compared in relative terms)."""

@@ -1,0 +1,174 @@
+"""Certification reports: reports/<backend>-<device>.md and .json.
+
+Per backend: the environment, a summary, the conventions it follows, then per component and
+property the result, examples run and worst margin (error / tolerance), and for each
+failure the counterexample and the command that reproduces it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import settings
+
+OUTCOMES = ("passed", "failed", "known divergence", "known divergence now passes",
+            "unsupported", "unavailable", "skipped")
+
+
+def classify(entry: dict) -> tuple[str, str]:
+    """(outcome, reason) of one result row."""
+    if entry["wasxfail"] is not None:
+        return ("known divergence now passes", entry["wasxfail"]) if entry["outcome"] == "passed" \
+            else ("known divergence", entry["wasxfail"])
+    if entry["outcome"] == "skipped":
+        text = entry["longrepr"]
+        reason = text.split("Skipped: ", 1)[-1].strip().strip("')\"")
+        for kind in ("unsupported", "unavailable"):
+            if f"{kind}: " in reason:
+                return kind, reason.split(f"{kind}: ", 1)[1]
+        return "skipped", reason
+    return entry["outcome"], ""
+
+
+def counterexample(longrepr: str, limit: int = 40) -> str:
+    """The assertion, the falsifying example and its draws, from a failure's text."""
+    lines = [ln[4:] if ln.startswith("E   ") else ln[1:].strip()
+             for ln in longrepr.splitlines() if ln.startswith("E ")]
+    return "\n".join(lines[:limit])
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def build(config: pytest.Config, sel, rows: list[dict]) -> dict[str, Any]:
+    backend = None
+    try:
+        backend = sel.get()
+    except Exception:  # noqa: BLE001 - an unavailable backend still gets a report
+        pass
+    results = []
+    for r in rows:
+        outcome, reason = classify(r)
+        props = r["props"]
+        results.append({
+            "test": r["test"], "component": r["component"], "dtype": r["dtype"],
+            "nodeid": r["nodeid"], "outcome": outcome, "reason": reason,
+            "examples": props.get("examples", 0), "worst_margin": props.get("worst_margin"),
+            "counterexample": counterexample(r["longrepr"]) if outcome == "failed" else "",
+            "reproduce": props.get("reproduce", ""),
+        })
+    cls = sel.cls
+    return {
+        "backend": cls.name if cls else sel.spec, "spec": sel.spec, "device": sel.device,
+        "id": sel.id, "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "versions": backend.versions() if backend else {},
+        "unavailable": sel.error,
+        "python": sys.version.split()[0], "platform": platform.platform(),
+        "dtypes": list(cls.dtypes) if cls else [],
+        "profile": settings.get_current_profile_name(),
+        "seed": config.getoption("hypothesis_seed", None),
+        "commit": _git_commit(), "command": " ".join(["pytest", *config.invocation_params.args]),
+        "conventions": {k: {a: (list(v) if isinstance(v, tuple) else v) for a, v in c.items()}
+                        for k, c in (cls.conventions if cls else {}).items()},
+        "known_divergences": [kd.__dict__ | {"dtypes": list(kd.dtypes) if kd.dtypes else None}
+                              for kd in (cls.known_divergences if cls else ())],
+        "summary": dict(Counter(r["outcome"] for r in results)),
+        "results": sorted(results, key=lambda r: (r["component"] or "", r["test"], r["dtype"] or "")),
+    }
+
+
+def _margin(m) -> str:
+    return "" if m is None else f"{m:.3g}"
+
+
+def markdown(rep: dict[str, Any]) -> str:
+    out = [f"# Touchstone certificate: {rep['id']}", ""]
+    env = [("backend", rep["spec"]), ("device", rep["device"]), ("date", rep["date"]),
+           ("commit", rep["commit"]), ("python", rep["python"]), ("platform", rep["platform"]),
+           *[(k, v) for k, v in rep["versions"].items()], ("dtypes", ", ".join(rep["dtypes"])),
+           ("Hypothesis profile", rep["profile"]), ("seed", rep["seed"]), ("command", rep["command"])]
+    out += ["| | |", "|---|---|", *[f"| {k} | `{v}` |" for k, v in env], ""]
+    if rep["unavailable"]:
+        out += [f"**Unavailable:** {rep['unavailable']}", ""]
+    out += ["## Summary", "", "| outcome | tests |", "|---|---|"]
+    out += [f"| {o} | {rep['summary'][o]} |" for o in OUTCOMES if o in rep["summary"]]
+    out += ["", "Margin = worst error / tolerance over every comparison of the test "
+            "(<= 1 passes; see properties/tolerance.py).", ""]
+    if rep["conventions"]:
+        out += ["## Conventions followed", "", "| component | argument | value(s) |", "|---|---|---|"]
+        for comp, args in sorted(rep["conventions"].items()):
+            out += [f"| {comp} | {a} | `{v}` |" for a, v in args.items()]
+        out.append("")
+    if rep["known_divergences"]:
+        out += ["## Known divergences", "", "| property | component | dtypes | reason | upstream |",
+                "|---|---|---|---|---|"]
+        for kd in rep["known_divergences"]:
+            out.append(f"| {kd['test']} | {kd['component']} | {', '.join(kd['dtypes'] or ['all'])} "
+                       f"| {kd['reason']} | {kd['upstream'] or ''} |")
+        out.append("")
+    out += ["## Results", "", "| component | property | dtype | result | examples | worst margin |",
+            "|---|---|---|---|---|---|"]
+    for r in rep["results"]:
+        out.append(f"| {r['component'] or ''} | {r['test']} | {r['dtype'] or ''} | {r['outcome']} "
+                   f"| {r['examples']} | {_margin(r['worst_margin'])} |")
+    failures = [r for r in rep["results"] if r["outcome"] == "failed"]
+    if failures:
+        out += ["", "## Failures", ""]
+        for r in failures:
+            out += [f"### {r['nodeid']}", "", "```", r["counterexample"], "```", "",
+                    f"Reproduce: `{r['reproduce']}`", ""]
+    others = [r for r in rep["results"] if r["outcome"] in ("unsupported", "skipped", "unavailable")]
+    if others:
+        out += ["", "## Not run", ""]
+        seen = set()
+        for r in others:
+            key = (r["component"], r["test"], r["outcome"], r["reason"])
+            if key not in seen:
+                seen.add(key)
+                out.append(f"- {r['component'] or ''} {r['test']}: {r['outcome']}: {r['reason']}")
+    return "\n".join(out) + "\n"
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_all(config: pytest.Config, selected: dict, results: list[dict], items: dict,
+              report_dir: str) -> list[Path]:
+    """Write one md + json report per selected backend; return the paths written."""
+    from properties.plugin import item_key
+
+    by_spec: dict[str, list[dict]] = {s: [] for s in selected}
+    for entry in results:
+        item = items.get(entry["nodeid"])
+        if item is None:
+            continue
+        spec, test, component, dtype = item_key(item)
+        if spec in by_spec:
+            by_spec[spec].append({**entry, "test": test, "component": component, "dtype": dtype})
+    out_dir = Path(report_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for spec, rows in by_spec.items():
+        rep = build(config, selected[spec], rows)
+        base = out_dir / rep["id"].replace(":", "_").replace("/", "_")
+        _atomic_write(base.with_suffix(".json"), json.dumps(rep, indent=1, default=str) + "\n")
+        _atomic_write(base.with_suffix(".md"), markdown(rep))
+        written += [base.with_suffix(".json"), base.with_suffix(".md")]
+    return written

@@ -1,0 +1,160 @@
+"""The one tolerance policy.
+
+A backend computing f in precision ``dtype`` with a backward-stable algorithm returns
+f(x + dx) + dy with |dx| <= c eps |x| per input (c grows with the length n of the longest
+reduction: sqrt(n) for rounding errors that do not conspire) and |dy| <= eps |f|. To first
+order its error is therefore at most
+
+    eps * (sqrt(n) * S + |f|),     S_i = sum_j |d f_i / d x_j| |x_j|,
+
+where S is the condition term. S is not guessed: ``sensitivity`` measures it on the float64
+oracle by perturbing every float input by a relative DELTA with random signs. The bound is
+multiplied by the safety factor FACTOR[dtype] (the c above, a few ulps of slack for
+transcendental functions that are not correctly rounded) and given an absolute floor of the
+dtype's smallest normal number (results below it are subnormal or flushed to zero).
+
+Every comparison records its margin = max(error / tolerance): <= 1 passes, and reports show
+how close a backend came to failing. Nothing else in the suite holds a tolerance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+EPS = {"float64": 2.0**-52, "float32": 2.0**-23, "float16": 2.0**-10, "bfloat16": 2.0**-7}
+TINY = {"float64": 2.0**-1022, "float32": 2.0**-126, "float16": 2.0**-14, "bfloat16": 2.0**-126}
+#: ulps of slack per dtype: libm-grade exp/log/erf are within 1-4 ulp, and reduction orders
+#: differ between implementations; 8 covers both without admitting a wrong formula, whose
+#: errors are of the order of the value itself.
+FACTOR = {"float64": 8.0, "float32": 8.0, "float16": 8.0, "bfloat16": 8.0}
+#: relative input perturbation used to measure the condition term (linear regime in float64:
+#: far above float64 rounding, far below any curvature the suite meets away from kinks).
+DELTA = 2.0**-24
+_PROBES = 4
+
+
+def round_to(x: np.ndarray, dtype: str) -> np.ndarray:
+    """``x`` rounded to ``dtype`` (round to nearest even) and returned as float64."""
+    x = np.asarray(x, dtype=np.float64)
+    if dtype == "float64":
+        return x.copy()
+    if dtype in ("float32", "float16"):
+        with np.errstate(over="ignore"):
+            return x.astype(dtype).astype(np.float64)
+    if dtype == "bfloat16":
+        u = x.astype(np.float32).view(np.uint32).astype(np.uint64)
+        u = (u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000
+        return u.astype(np.uint32).view(np.float32).astype(np.float64)
+    raise ValueError(f"dtype: expected one of {sorted(EPS)}, got {dtype!r}")
+
+
+def _flat(out) -> list[np.ndarray]:
+    if isinstance(out, list | tuple):
+        return [np.asarray(o, dtype=np.float64) for o in out if o is not None]
+    return [np.asarray(out, dtype=np.float64)]
+
+
+def sensitivity(f: Callable[[list[np.ndarray]], object], inputs: Sequence[np.ndarray]
+                ) -> list[np.ndarray]:
+    """Condition term S of each output of the float64 oracle ``f(inputs)``: the largest change
+    over a few random-sign relative perturbations of size DELTA, divided by DELTA."""
+    rng = np.random.default_rng(20261124)
+    base = _flat(f(list(inputs)))
+    spread = [np.zeros_like(b) for b in base]
+    for _ in range(_PROBES):
+        moved = [np.asarray(a) * (1 + DELTA * rng.choice([-1.0, 1.0], size=np.shape(a)))
+                 for a in inputs]
+        with np.errstate(all="ignore"):
+            out = _flat(f(moved))
+        for s, o, b in zip(spread, out, base, strict=True):
+            d = np.abs(o - b)
+            np.maximum(s, np.where(np.isfinite(d), d, 0.0), out=s)
+    return [s / DELTA for s in spread]
+
+
+def tolerance(expected: np.ndarray, dtype: str, condition: np.ndarray | None = None,
+              terms: int = 1) -> np.ndarray:
+    """Per-element bound FACTOR eps (sqrt(terms) S + |expected|) + FACTOR tiny."""
+    e = np.abs(np.asarray(expected, dtype=np.float64))
+    s = np.zeros_like(e) if condition is None else np.asarray(condition, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        bound = EPS[dtype] * (np.sqrt(max(terms, 1)) * s + np.where(np.isfinite(e), e, 0.0))
+    return FACTOR[dtype] * (bound + TINY[dtype])
+
+
+@dataclass
+class Comparison:
+    """The outcome of one comparison: margin = max(error / tolerance)."""
+
+    what: str
+    margin: float
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.margin <= 1.0
+
+
+@dataclass
+class Record:
+    """Comparisons and examples of one test (the report reads it)."""
+
+    examples: int = 0
+    worst_margin: float = 0.0
+    comparisons: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, c: Comparison) -> None:
+        self.comparisons += 1
+        self.worst_margin = max(self.worst_margin, c.margin)
+
+
+_current = Record()
+
+
+def current_record() -> Record:
+    return _current
+
+
+def start_record() -> Record:
+    """Begin a fresh record (the plugin calls this before each test)."""
+    global _current
+    _current = Record()
+    return _current
+
+
+def compare(what: str, actual: np.ndarray, expected: np.ndarray, dtype: str,
+            condition: np.ndarray | None = None, terms: int = 1, scale: float = 1.0) -> Comparison:
+    """Compare ``actual`` with ``expected`` under the policy. ``scale`` > 1 only where the
+    bound is a sum of independent errors (``scale`` = how many are summed, e.g. 2 when two
+    backend results that each carry the error are compared with each other)."""
+    a = np.asarray(actual, dtype=np.float64)
+    e = np.asarray(expected, dtype=np.float64)
+    if a.shape != e.shape:
+        return Comparison(what, np.inf, f"shape {a.shape}, expected {e.shape}")
+    if a.size == 0:
+        return Comparison(what, 0.0)
+    tol = scale * tolerance(e, dtype, condition, terms)
+    finite = np.isfinite(e)
+    same_special = (np.isnan(a) & np.isnan(e)) | ((a == e) & ~finite)
+    with np.errstate(invalid="ignore"):
+        err = np.where(finite, np.abs(a - e), np.where(same_special, 0.0, np.inf))
+        ratio = np.where(np.isnan(err), np.inf, err / tol)
+    i = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
+    margin = float(ratio[i])
+    detail = (f"worst at index {tuple(int(k) for k in i)}: got {a[i]!r}, expected {e[i]!r}, "
+              f"error {err[i]:.3g}, tolerance {tol[i]:.3g}")
+    return Comparison(what, margin, detail)
+
+
+def assert_close(what: str, actual, expected, dtype: str, condition=None, terms: int = 1,
+                 scale: float = 1.0) -> Comparison:
+    """compare(), recorded in the current test's record; AssertionError when margin > 1."""
+    c = compare(what, actual, expected, dtype, condition, terms, scale)
+    _current.add(c)
+    if not c.ok:
+        raise AssertionError(f"{what}: margin {c.margin:.3g} > 1 ({dtype}); {c.detail}")
+    return c
