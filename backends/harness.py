@@ -50,12 +50,21 @@ def _guard(backend: Backend, what: str, fn, *args, **kwargs):
 
 
 def call(backend: Backend, name: str, args: Sequence[Any], kwargs: Mapping[str, Any],
-         dtype: str) -> np.ndarray:
-    """backend.<name>(*args, **kwargs) with NumPy arrays in and out."""
+         dtype: str) -> Any:
+    """backend.<name>(*args, **kwargs) with NumPy arrays in and out (lists of arrays too)."""
     nargs = [to_native(backend, a, dtype) for a in args]
     nkw = {k: to_native(backend, v, dtype) for k, v in kwargs.items()}
     out = _guard(backend, name, getattr(backend, name), *nargs, **nkw)
-    return to_numpy(backend, out, name)
+    return to_numpy_tree(backend, out, name)
+
+
+def to_numpy_tree(backend: Backend, value: Any, what: str) -> Any:
+    """Native arrays, possibly nested in tuples and lists, as NumPy arrays."""
+    if isinstance(value, list | tuple):
+        return type(value)(to_numpy_tree(backend, v, what) for v in value)
+    if isinstance(value, float | int):
+        return np.asarray(value, dtype=np.float64)
+    return to_numpy(backend, value, what)
 
 
 def call_vjp(backend: Backend, name: str, primals: Sequence[np.ndarray],
@@ -86,3 +95,16 @@ def run_optimizer(backend: Backend, name: str, hyper: Mapping[str, Any],
         p, state = _guard(backend, f"{name} update (step {k + 1})", opt.update, g, state, p)
         trajectory.append([to_numpy(backend, q, f"{name} step {k + 1}") for q in p])
     return trajectory
+
+
+def train_mlp(backend: Backend, params: Sequence[np.ndarray], x: np.ndarray, target: np.ndarray,
+              optimizer: str, hyper: Mapping[str, Any], batches: Sequence[np.ndarray],
+              activation: str, loss: str, dtype: str) -> tuple[list[np.ndarray], np.ndarray]:
+    """(final parameters, loss history) of backend.train_mlp with optimizer ``optimizer``."""
+    opt = _guard(backend, f"optimizer {optimizer}", backend.optimizer, optimizer, **hyper)
+    p = [to_native(backend, q, dtype) for q in params]
+    out = _guard(backend, "train_mlp", backend.train_mlp, p, to_native(backend, x, dtype),
+                 to_native(backend, target, dtype), opt, list(batches), activation, loss)
+    final, history = out
+    return ([to_numpy(backend, q, "train_mlp") for q in final],
+            np.asarray(history, dtype=np.float64))

@@ -158,3 +158,24 @@ def assert_close(what: str, actual, expected, dtype: str, condition=None, terms:
     if not c.ok:
         raise AssertionError(f"{what}: margin {c.margin:.3g} > 1 ({dtype}); {c.detail}")
     return c
+
+
+def assert_within(what: str, actual, expected, bound: np.ndarray) -> Comparison:
+    """Like assert_close, for a bound assembled from tolerance() terms (an invariant that
+    compares two backend results carries the sum of their tolerances)."""
+    a = np.asarray(actual, dtype=np.float64)
+    e = np.asarray(expected, dtype=np.float64)
+    if a.shape != e.shape:
+        c = Comparison(what, np.inf, f"shape {a.shape}, expected {e.shape}")
+    else:
+        with np.errstate(invalid="ignore"):
+            err = np.abs(a - e)
+            ratio = np.where(np.isnan(err), np.inf, err / np.broadcast_to(bound, e.shape))
+        i = np.unravel_index(int(np.argmax(ratio)), ratio.shape) if ratio.size else ()
+        margin = float(ratio[i]) if ratio.size else 0.0
+        c = Comparison(what, margin, f"worst at {tuple(int(k) for k in i)}: got {a[i]!r}, "
+                                     f"expected {e[i]!r}" if ratio.size else "")
+    _current.add(c)
+    if not c.ok:
+        raise AssertionError(f"{what}: margin {c.margin:.3g} > 1; {c.detail}")
+    return c

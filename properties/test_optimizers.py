@@ -1,0 +1,62 @@
+"""Optimizers: k-step trajectories from drawn hyperparameters and gradient sequences."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from backends import harness
+from properties.checks import unsupported_as_skip
+from properties.optimizer_cases import HYPERS, MAX_STEPS
+from properties.strategies import conventions, seeded_array, shapes
+from properties.tolerance import assert_close, sensitivity
+from reference.optimizers import make_optimizer
+
+
+def draw_problem(data, dtype):
+    """Initial parameters and a gradient sequence whose scale grows, shrinks or holds."""
+    n_params = data.draw(st.integers(1, 3), label="n_params")
+    param_shapes = [data.draw(shapes(1, 2, 4), label="shape") for _ in range(n_params)]
+    params = [seeded_array(data.draw, s, dtype) for s in param_shapes]
+    steps = data.draw(st.integers(1, MAX_STEPS), label="steps")
+    scale = data.draw(st.sampled_from((1e-3, 1.0, 100.0)), label="grad_scale")
+    decay = data.draw(st.sampled_from((1.0, 0.5, 1.5)), label="grad_scale_per_step")
+    grads = [[seeded_array(data.draw, s, dtype, scale * decay**k) for s in param_shapes]
+             for k in range(steps)]
+    return params, grads
+
+
+def oracle_trajectory(name, hyper, params, grads):
+    opt = make_optimizer(name, **hyper)
+    state, p, out = opt.init(params), list(params), []
+    for g in grads:
+        p, state = opt.update(g, state, p)
+        out.append(p)
+    return out
+
+
+@pytest.mark.dtypes("float32", "float64")
+@pytest.mark.parametrize("component", sorted(HYPERS))
+@given(data=st.data())
+def test_trajectory(backend, dtype, component, data):
+    """Parameters after every step equal the oracle's."""
+    hyper = conventions(data, backend, component, HYPERS[component](data))
+    params, grads = draw_problem(data, dtype)
+    expected = oracle_trajectory(component, hyper, params, grads)
+    with unsupported_as_skip():
+        actual = harness.run_optimizer(backend, component, hyper, params, grads, dtype)
+    n, k = len(params), len(grads)
+
+    def f(arrays):
+        ps, flat = arrays[:n], arrays[n:]
+        gs = [flat[i * n:(i + 1) * n] for i in range(k)]
+        return [q for step in oracle_trajectory(component, hyper, ps, gs) for q in step]
+
+    conds = sensitivity(f, [*params, *(g for step in grads for g in step)])
+    for t in range(k):
+        for i in range(n):
+            assert_close(f"{component} step {t + 1} param {i}", actual[t][i], expected[t][i],
+                         dtype, conds[t * n + i], terms=t + 1)
+    assert np.isfinite(np.concatenate([a.ravel() for a in actual[-1]])).all()
