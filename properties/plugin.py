@@ -8,6 +8,7 @@ of being skipped). Profiles: dev (default), ci, thorough.
 
 from __future__ import annotations
 
+import functools
 import os
 import shlex
 
@@ -20,7 +21,7 @@ from properties import report, tolerance
 
 settings.register_profile("dev", max_examples=30, deadline=None, print_blob=True)
 settings.register_profile(
-    "ci", derandomize=True, max_examples=15, deadline=None, print_blob=True, database=None,
+    "ci", derandomize=True, max_examples=20, deadline=None, print_blob=True, database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.register_profile("thorough", max_examples=300, deadline=None, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow])
@@ -146,6 +147,7 @@ def pytest_runtest_call(item: pytest.Item):
     handle = getattr(getattr(item, "obj", None), "hypothesis", None)
     inner = getattr(handle, "inner_test", None)
     if inner is not None:
+        @functools.wraps(inner)
         def counted(*args, **kwargs):
             record.examples += 1
             return inner(*args, **kwargs)

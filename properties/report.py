@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -39,11 +40,23 @@ def classify(entry: dict) -> tuple[str, str]:
     return entry["outcome"], ""
 
 
-def counterexample(longrepr: str, limit: int = 40) -> str:
-    """The assertion, the falsifying example and its draws, from a failure's text."""
-    lines = [ln[4:] if ln.startswith("E   ") else ln[1:].strip()
-             for ln in longrepr.splitlines() if ln.startswith("E ")]
-    return "\n".join(lines[:limit])
+def counterexample(longrepr: str, limit: int = 60) -> str:
+    """The error lines and each falsifying example with its draws, from a failure's text
+    (pytest's 'E' lines, or the '|' lines of an exception group)."""
+    lines = [re.sub(r"^(E {0,3}|\s*(\|\s?)+)", "", ln).rstrip() for ln in longrepr.splitlines()]
+    keep: list[str] = []
+    in_example = False
+    for ln in lines:
+        text = ln.strip()
+        if text.startswith("Falsifying example"):
+            in_example = True
+        if in_example:
+            keep.append(ln)
+            if text.startswith("You can reproduce") or text.startswith("Explanation"):
+                in_example = False
+        elif re.match(r"^[\w.]*(Error|Exception|HealthCheck)\b.*:", text):
+            keep.append(text)
+    return "\n".join(keep[:limit])
 
 
 def _git_commit() -> str:

@@ -1,0 +1,286 @@
+"""Planted-bug backends: the oracle's adapter with one component broken the way real bugs
+break it. Each must make the property suite fail in ``component``
+(tests/test_planted_bugs.py). They subclass the numpy backend, so they run anywhere, fast."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import special
+
+from backends.numpy_backend import NumpyBackend
+from reference import activations as A
+from reference import dense as D
+from reference import losses as L
+from reference import mlp as M
+from reference.optimizers import Optimizer
+
+
+class Planted(NumpyBackend):
+    """Base: ``component`` is what the bug breaks (the suite must fail there)."""
+
+    component = ""
+
+    def optimizer(self, name, **hyper):
+        broken = getattr(self, f"broken_{name}", None)
+        return broken(**hyper) if broken else super().optimizer(name, **hyper)
+
+
+def _moments(b1, b2, correct: bool, amsgrad_of_v_hat: bool = False):
+    """A hand-rolled Adam update that a bug report would show (no decay, no eps_root)."""
+    def init(params):
+        z = [np.zeros_like(p) for p in params]
+        return {"t": 0, "m": z, "v": list(z), "vmax": list(z)}
+
+    def update_factory(lr, eps, eps_root, amsgrad):
+        def update(grads, state, params):
+            t = state["t"] + 1
+            out = {"t": t, "m": [], "v": [], "vmax": []}
+            new = []
+            for g, p, m, v, vm in zip(grads, params, state["m"], state["v"], state["vmax"],
+                                      strict=True):
+                m = b1 * m + (1 - b1) * g
+                v = b2 * v + (1 - b2) * g * g
+                c1, c2 = (1 - b1**t, 1 - b2**t) if correct else (1.0, 1.0)
+                v_hat = v / c2
+                if amsgrad:
+                    vm = np.maximum(vm, v_hat if amsgrad_of_v_hat else v)
+                    v_hat = vm if amsgrad_of_v_hat else vm / c2
+                new.append(p - lr * (m / c1) / (np.sqrt(v_hat + eps_root) + eps))
+                out["m"].append(m)
+                out["v"].append(v)
+                out["vmax"].append(vm)
+            return new, out
+        return update
+    return init, update_factory
+
+
+class AdamNoBiasCorrection(Planted):
+    """Adam without bias correction: the first steps are (1 - b1) / sqrt(1 - b2) too short."""
+
+    name, component = "planted-adam-no-bias-correction", "adam"
+
+    def broken_adam(self, lr, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, weight_decay=0.0,
+                    amsgrad=None):
+        if weight_decay:
+            return super().optimizer("adam", lr=lr, b1=b1, b2=b2, eps=eps, eps_root=eps_root,
+                                     weight_decay=weight_decay, amsgrad=amsgrad)
+        init, factory = _moments(b1, b2, correct=False)
+        return Optimizer(init, factory(lr, eps, eps_root, amsgrad))
+
+
+class AmsgradWrongMoment(Planted):
+    """AMSGrad asked for PyTorch's variant keeps the max of the bias-corrected v instead."""
+
+    name, component = "planted-amsgrad-wrong-moment", "adam"
+
+    def broken_adam(self, lr, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, weight_decay=0.0,
+                    amsgrad=None):
+        if amsgrad != "torch" or weight_decay:
+            return super().optimizer("adam", lr=lr, b1=b1, b2=b2, eps=eps, eps_root=eps_root,
+                                     weight_decay=weight_decay, amsgrad=amsgrad)
+        init, factory = _moments(b1, b2, correct=True, amsgrad_of_v_hat=True)
+        return Optimizer(init, factory(lr, eps, eps_root, amsgrad))
+
+
+def _sgd(lr, momentum, dampening, nesterov, weight_decay, zero_buffer, wd_sign):
+    def init(params):
+        return {"t": 0, "buf": [np.zeros_like(p) for p in params]}
+
+    def update(grads, state, params):
+        t = state["t"] + 1
+        new, bufs = [], []
+        for g, p, b in zip(grads, params, state["buf"], strict=True):
+            g = g + wd_sign * weight_decay * p
+            if momentum:
+                b = g if (t == 1 and not zero_buffer) else momentum * b + (1 - dampening) * g
+                g = g + momentum * b if nesterov else b
+            new.append(p - lr * g)
+            bufs.append(b)
+        return new, {"t": t, "buf": bufs}
+
+    return Optimizer(init, update)
+
+
+class SgdMomentumBufferFromZero(Planted):
+    """The momentum buffer starts at zero, so dampening hits step 1 even in PyTorch mode."""
+
+    name, component = "planted-sgd-buffer-from-zero", "sgd"
+
+    def broken_sgd(self, lr, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0,
+                   dampen_first_step=False):
+        return _sgd(lr, momentum, dampening, nesterov, weight_decay, True, 1.0)
+
+
+class WeightDecayWrongSign(Planted):
+    """SGD weight decay added with the wrong sign: g - wd p."""
+
+    name, component = "planted-weight-decay-sign", "sgd"
+
+    def broken_sgd(self, lr, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0,
+                   dampen_first_step=False):
+        return _sgd(lr, momentum, dampening, nesterov, weight_decay, dampen_first_step, -1.0)
+
+
+class RmspropEpsAlwaysInSqrt(Planted):
+    """RMSProp ignores eps_in_sqrt=False and puts eps under the root."""
+
+    name, component = "planted-rmsprop-eps-placement", "rmsprop"
+
+    def broken_rmsprop(self, **hyper):
+        hyper["eps_in_sqrt"] = True
+        return super().optimizer("rmsprop", **hyper)
+
+
+class AdagradNoAccumulation(Planted):
+    """Adagrad divides by the current |g| instead of the root of the accumulated squares."""
+
+    name, component = "planted-adagrad-no-accumulation", "adagrad"
+
+    def broken_adagrad(self, lr, eps=1e-10, initial_accumulator_value=0.0, lr_decay=0.0,
+                       weight_decay=0.0, eps_in_sqrt=False):
+        def init(params):
+            return {"t": 0}
+
+        def update(grads, state, params):
+            t = state["t"] + 1
+            clr = lr / (1 + (t - 1) * lr_decay)
+            new = []
+            for g, p in zip(grads, params, strict=True):
+                g = g + weight_decay * p
+                s = initial_accumulator_value + g * g
+                d = np.sqrt(s + eps) if eps_in_sqrt else np.sqrt(s) + eps
+                new.append(p - clr * g / d)
+            return new, {"t": t}
+
+        return Optimizer(init, update)
+
+
+class SoftmaxNoMaxShift(Planted):
+    """softmax as exp(x) / sum exp(x): overflows to NaN for large logits."""
+
+    name, component = "planted-softmax-no-max-shift", "softmax"
+
+    def softmax(self, x, axis=-1):
+        with np.errstate(all="ignore"):
+            e = np.exp(x)
+            return e / e.sum(axis=axis, keepdims=True)
+
+
+class LogSoftmaxVjpMissingSum(Planted):
+    """log_softmax backward as g - softmax(x), dropping the sum of g."""
+
+    name, component = "planted-log-softmax-vjp", "log_softmax"
+    vjps = {**NumpyBackend.vjps,
+            "log_softmax": lambda x, g, axis=-1: (g - A.softmax(x, axis),)}
+
+
+class GeluErfForm(Planted):
+    """Exact GELU as 0.5 x (1 + erf(x / sqrt 2)): the negative tail cancels to 0."""
+
+    name, component = "planted-gelu-erf-tail", "gelu"
+
+    def gelu(self, x, approximate="none"):
+        if approximate == "tanh":
+            return A.gelu(x, "tanh")
+        return 0.5 * x * (1.0 + special.erf(x / np.sqrt(2.0)))
+
+
+class LeakyReluSlopeInBackward(Planted):
+    """leaky_relu backward uses the default slope 0.01 whatever slope was asked for."""
+
+    name, component = "planted-leaky-relu-slope", "leaky_relu"
+    vjps = {**NumpyBackend.vjps,
+            "leaky_relu": lambda x, g, negative_slope=0.01: A.leaky_relu_vjp(x, g, 0.01)}
+
+
+class HuberTransitionOffByDelta(Planted):
+    """Huber's linear branch as delta (|d| - delta), missing the half: off by delta^2 / 2."""
+
+    name, component = "planted-huber-transition", "huber_loss"
+
+    def huber_loss(self, pred, target, delta=1.0, reduction="mean"):
+        a = np.abs(pred - target)
+        v = np.where(a <= delta, 0.5 * a * a, delta * (a - delta))
+        return {"mean": v.mean, "sum": v.sum}.get(reduction, lambda: v)()
+
+
+class BceClampedLog(Planted):
+    """BCE with logits computed as BCE on sigmoid outputs with log clamped at -100."""
+
+    name, component = "planted-bce-clamped-log", "bce_with_logits"
+
+    def bce_with_logits(self, logits, target, reduction="mean"):
+        s = special.expit(logits)
+        with np.errstate(divide="ignore"):
+            v = -(target * np.maximum(np.log(s), -100) + (1 - target) * np.maximum(np.log1p(-s), -100))
+        return {"mean": v.mean, "sum": v.sum}.get(reduction, lambda: v)()
+
+
+class LabelSmoothingOverKMinus1(Planted):
+    """Label smoothing spread as e / (K - 1) over the wrong classes only."""
+
+    name, component = "planted-label-smoothing-k-minus-1", "cross_entropy"
+
+    def cross_entropy(self, logits, labels, reduction="mean", label_smoothing=0.0, weight=None):
+        n, k = logits.shape
+        w = np.ones(k) if weight is None else weight
+        q = np.tile((label_smoothing / (k - 1)) * w, (n, 1))
+        q[np.arange(n), labels] = (1 - label_smoothing) * w[labels]
+        per = -(q * A.log_softmax(logits, axis=1)).sum(axis=1)
+        if reduction == "none":
+            return per
+        return per.sum() if reduction == "sum" else per.sum() / w[labels].sum()
+
+
+class WeightedMeanOverN(Planted):
+    """Weighted NLL 'mean' divides by N instead of the sum of the label weights."""
+
+    name, component = "planted-weighted-mean-over-n", "nll_loss"
+
+    def nll_loss(self, log_probs, labels, reduction="mean", weight=None):
+        v = L.nll_loss(log_probs, labels, "none", weight)
+        return v.mean() if reduction == "mean" else L.nll_loss(log_probs, labels, reduction, weight)
+
+
+class DenseBiasGradFirstRow(Planted):
+    """dense backward takes the bias gradient from the first row, not the sum over the batch."""
+
+    name, component = "planted-dense-bias-grad", "dense"
+
+    def _dense_vjp(x, w, b, g):
+        dx, dw, _ = D.dense_vjp(x, w, b, g)
+        return dx, dw, np.asarray(g)[0].copy()
+
+    vjps = {**NumpyBackend.vjps, "dense": _dense_vjp}
+
+
+class MlpBackpropSkipsActivation(Planted):
+    """MLP backpropagation passes the gradient through hidden activations unchanged."""
+
+    name, component = "planted-mlp-backprop", "mlp"
+
+    def mlp_loss_and_grads(self, params, x, target, activation="tanh", loss="mse"):
+        act, _ = M.activation_pair(activation)
+        layers = list(zip(params[::2], params[1::2], strict=True))
+        h, inputs = x, []
+        for i, (w, b) in enumerate(layers):
+            inputs.append(h)
+            h = D.dense(h, w, b)
+            if i < len(layers) - 1:
+                h = act(h)
+        f, f_vjp = (L.mse_loss, L.mse_loss_vjp) if loss == "mse" else \
+            (L.cross_entropy, L.cross_entropy_vjp)
+        (g,) = f_vjp(h, target, np.float64(1.0))
+        grads = []
+        for i in range(len(layers) - 1, -1, -1):
+            g, gw, gb = D.dense_vjp(inputs[i], *layers[i], g)
+            grads[:0] = [gw, gb]
+        return float(f(h, target)), grads
+
+
+PLANTED = [AdamNoBiasCorrection, AmsgradWrongMoment, SgdMomentumBufferFromZero,
+           WeightDecayWrongSign, RmspropEpsAlwaysInSqrt, AdagradNoAccumulation, SoftmaxNoMaxShift,
+           LogSoftmaxVjpMissingSum, GeluErfForm, LeakyReluSlopeInBackward,
+           HuberTransitionOffByDelta, BceClampedLog, LabelSmoothingOverKMinus1, WeightedMeanOverN,
+           DenseBiasGradFirstRow, MlpBackpropSkipsActivation]
+"""Every planted-bug backend."""

@@ -1,0 +1,48 @@
+"""The suite must catch bugs: every planted-bug backend fails in the component it breaks,
+under the ci profile, while the correct oracle backend in the same run passes everything."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.planted import PLANTED
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def planted_run(tmp_path_factory) -> dict[str, dict]:
+    """One property-suite run over the numpy backend and every planted backend."""
+    out = tmp_path_factory.mktemp("planted-reports")
+    specs = ["numpy", *(f"tests.planted:{cls.__name__}" for cls in PLANTED)]
+    cmd = [sys.executable, "-m", "pytest", "properties", "-q", "-p", "no:cacheprovider",
+           "--hypothesis-profile", "ci", "--backend", ",".join(specs), "--certify",
+           "--report-dir", str(out), "-x" if False else "--maxfail=100000"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    reports = {p.stem: json.loads(p.read_text()) for p in out.glob("*.json")}
+    assert reports, f"the planted run wrote no report:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return reports
+
+
+def test_correct_backend_passes(planted_run):
+    rep = planted_run["numpy-cpu"]
+    failed = [r["nodeid"] for r in rep["results"] if r["outcome"] == "failed"]
+    assert not failed, f"the oracle backend failed: {failed}"
+    assert rep["summary"].get("passed", 0) > 0
+
+
+@pytest.mark.parametrize("cls", PLANTED, ids=lambda c: c.name)
+def test_planted_bug_is_caught(planted_run, cls):
+    rep = planted_run[f"{cls.name}-cpu"]
+    failed = [r for r in rep["results"] if r["outcome"] == "failed"]
+    where = sorted({r["component"] for r in failed})
+    assert cls.component in where, (
+        f"{cls.name} ({cls.__doc__.strip()}) was not caught in {cls.component!r}; "
+        f"failures were in {where}")
+    for r in failed:
+        assert r["counterexample"] and r["reproduce"], f"{r['nodeid']} lacks a reproduction"
