@@ -35,8 +35,9 @@ def to_numpy(backend: Backend, value: Any, what: str) -> np.ndarray:
     except Exception as exc:
         raise BackendError(f"{backend.id}: {what} returned {type(value).__name__}, "
                            f"which is not an array ({exc})") from exc
-    if not isinstance(out, np.ndarray):
-        raise BackendError(f"{backend.id}: {what} did not convert to a NumPy array")
+    if not isinstance(out, np.ndarray) or out.dtype.kind not in "fiub":
+        raise BackendError(f"{backend.id}: {what} returned {type(value).__name__}, "
+                           "not a numeric array")
     return out
 
 
