@@ -77,10 +77,12 @@ def build(config: pytest.Config, sel, rows: list[dict]) -> dict[str, Any]:
     for r in rows:
         outcome, reason = classify(r)
         props = r["props"]
+        ran = outcome not in ("unsupported", "unavailable", "skipped")
         results.append({
             "test": r["test"], "component": r["component"], "dtype": r["dtype"],
             "nodeid": r["nodeid"], "outcome": outcome, "reason": reason,
-            "examples": props.get("examples", 0), "worst_margin": props.get("worst_margin"),
+            "examples": props.get("examples", 0) if ran else 0,
+            "worst_margin": props.get("worst_margin") if ran else None,
             "counterexample": counterexample(r["longrepr"]) if outcome == "failed" else "",
             "reproduce": props.get("reproduce", ""),
         })
