@@ -49,8 +49,15 @@ def reduction(value: str) -> str:
     return value
 
 
+def _number(name: str, value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name}: expected a number, got {value!r}") from exc
+
+
 def positive(name: str, value: float, allow_zero: bool = False) -> float:
-    v = float(value)
+    v = _number(name, value)
     if not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name}: expected a finite value {bound}, got {value!r}")
@@ -58,7 +65,7 @@ def positive(name: str, value: float, allow_zero: bool = False) -> float:
 
 
 def in_unit_interval(name: str, value: float, closed_right: bool = False) -> float:
-    v = float(value)
+    v = _number(name, value)
     ok = 0 <= v <= 1 if closed_right else 0 <= v < 1
     if not ok:
         raise ValueError(f"{name}: expected a value in [0, 1{']' if closed_right else ')'}, "

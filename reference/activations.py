@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-from reference._validate import as_float, same_shape
+from reference._validate import as_float, positive, same_shape
 
 GELU_APPROXIMATIONS = ("none", "tanh")
 _SQRT_2_OVER_PI = np.sqrt(2.0 / np.pi)
@@ -121,6 +121,7 @@ def softplus(x: np.ndarray, beta: float = 1.0, threshold: float | None = None) -
     """log(1 + exp(beta x)) / beta. Convention ``threshold``: PyTorch returns x itself where
     beta x > threshold (20 by default); None is the exact function (JAX)."""
     x = as_float("x", x)
+    beta = positive("beta", beta)
     y = np.logaddexp(0.0, beta * x) / beta
     return y if threshold is None else np.where(beta * x > threshold, x, y)
 

@@ -33,4 +33,6 @@ def dense_vjp(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: np.ndarray)
     g = as_float("g", g, 2)
     if g.shape != (x.shape[0], w.shape[1]):
         raise ValueError(f"g: expected shape {(x.shape[0], w.shape[1])}, got {g.shape}")
+    if b is not None and np.shape(b) != (w.shape[1],):
+        raise ValueError(f"b: expected shape ({w.shape[1]},), got {np.shape(b)}")
     return g @ w.T, x.T @ g, (None if b is None else g.sum(axis=0))

@@ -94,6 +94,8 @@ def train_mlp(params: Sequence[np.ndarray], x: np.ndarray, target: np.ndarray,
     order. Returns the final parameters and the loss of each batch before its step."""
     x = as_float("x", x, 2)
     target = np.asarray(target)
+    if target.ndim == 0 or target.shape[0] != x.shape[0]:
+        raise ValueError(f"target: expected {x.shape[0]} rows to match x {x.shape}, got shape {target.shape}")
     p = [as_float(f"params[{i}]", q) for i, q in enumerate(params)]
     state = optimizer.init(p)
     history = []

@@ -1,0 +1,1 @@
+"""asv benchmarks of touchstone's backends (see benchmarks/README.md)."""
