@@ -1,0 +1,380 @@
+"""JAX (jax.nn, jax.numpy) and optax as a backend, on CPU or a GPU.
+
+Every component calls JAX's or optax's own implementation (jax.nn.gelu, optax.huber_loss,
+optax.adam, ...), so the suite certifies what users run; only what neither library has (the
+reduction of a per-element loss, NLL as a gather) is written here with jax.numpy.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from backends.base import Backend, KnownDivergence, Unsupported
+from reference import optimizers as O
+from reference.optimizers import Optimizer
+
+# float64 arrays exist in JAX only with x64 enabled; it is a process-wide switch, so it is
+# flipped once, when the adapter is imported (before any array is made here).
+jax.config.update("jax_enable_x64", True)
+# Correctness mode: full float32 matmuls on GPU (no TF32 / bf16 passes). On CPU a no-op.
+jax.config.update("jax_default_matmul_precision", "highest")
+
+_DTYPES = {"float16": jnp.float16, "bfloat16": jnp.bfloat16, "float32": jnp.float32,
+           "float64": jnp.float64}
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _has_gpu() -> bool:
+    try:
+        return bool(jax.devices("gpu"))
+    except RuntimeError:  # no GPU platform in this jaxlib, or no GPU
+        return False
+
+
+def _reduce(v: jax.Array, reduction: str) -> jax.Array:
+    """'mean' / 'sum' over every element, or 'none'."""
+    if reduction == "none":
+        return v
+    if reduction == "sum":
+        return jnp.sum(v)
+    if reduction == "mean":
+        return jnp.mean(v)
+    raise ValueError(f"reduction: expected one of {_REDUCTIONS}, got {reduction!r}")
+
+
+def _no_class_weights(component: str, weight: Any) -> None:
+    if weight is not None:
+        raise Unsupported(f"{component}: optax has no class weights")
+
+
+def _version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"
+
+# Confirmed on CPU, jax 0.10.2 / optax 0.2.8: "margin" is error / tolerance under
+# properties/tolerance.py (condition term summed over each input, not probed), over dense grids
+# and random draws of each property's input ranges; "rel" is the relative error against the exact
+# value (mpmath). In float64 the oracle shares the cancelling formula of the tanh, softmax,
+# log_softmax and cross-entropy entries, but JAX's own error against the exact value is still
+# beyond the tolerance (figures below).
+_ALL_BUT_F16 = ("float64", "float32", "bfloat16")
+_GELU_TANH = ("jax.nn.gelu(approximate=True) computes 0.5 x (1 + tanh(u)), which cancels for x < 0 "
+              "(the oracle uses x sigmoid(2u)); approximate='none' (erfc) agrees. ")
+_KNOWN_DIVERGENCES = (
+    KnownDivergence(
+        "test_forward", "gelu", _GELU_TANH + "On [-6, 6], tanh form only: rel 4e-14 at x = -3, 1.7e-12 "
+        "at -4, 4e-6 at -6 in float64 (margin 9e7); float32 rel 2e-3 at -4, exactly 0 from about "
+        "x = -4.87 (margin 3e4); bfloat16 margin 1.5 (float16 0.8, passes).", dtypes=_ALL_BUT_F16),
+    KnownDivergence(
+        "test_vjp", "gelu", _GELU_TANH + "Its VJP inherits the cancellation: margin 1e8 (float64), "
+        "3e4 (float32), 8 (float16), 4 (bfloat16); rel 1e-5 at x = -6 in float64, 1.0 in float32."),
+    KnownDivergence(
+        "test_forward_tail", "gelu", _GELU_TANH + "On [-12, -4]: float64 -2.9e-15 for -3.1e-17 at "
+        "x = -7.345 (rel 90, margin 5e14), 0 from about -7.35; float32 0 from about -4.87 "
+        "(margin 3e4).", dtypes=("float64", "float32")),
+    KnownDivergence(
+        "test_vjp", "tanh", "jnp.tanh's default JVP is (1 - t)(1 + t) from the rounded output t, which "
+        "cancels as |t| -> 1 (lax.tanh(accuracy=HIGHEST) uses 4 sigmoid(2x) sigmoid(-2x)): rel "
+        "1.5e-13 at x = 4 and 2.8e-11 at 5.95 in float64 (margin 1.5e3); float32 rel 1.3e-4 at 4, "
+        "8.5e-3 at 5.95 (margin 900); float16 margin 2.6, bfloat16 3.9 (0 from |x| = 3.47).",
+        upstream="jax-ml/jax#40388, jax-ml/jax#40343"),
+    KnownDivergence(
+        "test_vjp", "sigmoid", "The default JVP of lax.logistic is s (1 - s), which cancels for x > 0: "
+        "float32 rel 1.6e-6 at x = 4, 1.8e-5 at 6 (margin 4.1); float16 margin 1.1; bfloat16 returns 0 "
+        "from x = 5.56 (margin 2.1). float64 passes (margin 0.96; rel 2e-14 at x = 5).",
+        upstream="jax-ml/jax#40385", dtypes=("float32", "float16", "bfloat16")),
+    KnownDivergence(
+        "test_vjp", "elu", "jax.nn.elu's negative branch is expm1, whose default JVP is expm1(x) + 1: "
+        "it cancels as x decreases (exact: exp(x)): rel 2.2e-14 at x = -6 in float64 (margin 1.5), "
+        "1.2e-5 in float32 (margin 1.6; 0 from x = -17.33), bfloat16 margin 1.15.",
+        upstream="jax-ml/jax#39795", dtypes=_ALL_BUT_F16),
+    KnownDivergence(
+        "test_vjp", "softmax", "jax.nn.softmax's JVP y (g - sum(y g)) cancels at the dominant entry "
+        "when the others are small: on |x| <= 10, margin 2e6 (float64; rel 6e-12 against the exact "
+        "value at x = [12, 0, 1]), 6e5 (float32; rel 1e-4 at [7, 0]), 3.7 (float16), 9 (bfloat16)."),
+    KnownDivergence(
+        "test_forward", "log_softmax", "jax.nn.log_softmax is (x - max) - log(sum(exp(x - max))): the "
+        "dominant entry, -log(1 + t) with t small, loses its relative accuracy: float64 rel 3.3e-12 "
+        "at x = [12, 0, 1] (margin 1e5 on |x| <= 10); float32 rel 5.5e-5 at [7, 0], exactly 0 once "
+        "t < 6e-8 (margin 4e4); bfloat16 margin 2.3 (float16 0.9, passes).", dtypes=_ALL_BUT_F16),
+    KnownDivergence(
+        "test_forward_tail", "log_softmax", "As for test_forward: on |x| <= 800 the dominant entry "
+        "comes out 0 or with rel error up to 0.33 (float64, margin 2e14), 1 (float32, margin 1e6; "
+        "bfloat16 margin 16; float16 0.5, passes).", dtypes=_ALL_BUT_F16),
+    KnownDivergence(
+        "test_forward", "cross_entropy", "optax.softmax_cross_entropy_with_integer_labels computes "
+        "logsumexp(x) - x_y, which cancels when the loss is small (label = dominant logit): logits "
+        "[8, -8], label 0: float64 rel 3e-9 (margin 2.9e3), float32 returns 0 for 1.1e-7 (margin "
+        "4e3); float16 margin 2.8, bfloat16 1.2. With label smoothing (optax.softmax_cross_entropy) "
+        "it agrees (margin <= 0.3)."),
+    KnownDivergence(
+        "test_vjp", "cross_entropy", "The VJP of logsumexp(x) - x_y is softmax(x) - onehot(y), which "
+        "cancels at the label entry when its probability is near 1: margin 790 (float64), 1.2e3 "
+        "(float32), 2.6 (float16); bfloat16 0.9 passes; with label smoothing margin <= 0.94.",
+        dtypes=("float64", "float32", "float16")),
+)
+
+
+class JaxBackend(Backend):
+    """JAX eager (no jit) with optax optimizers; devices 'cpu' and, with a GPU jaxlib, 'cuda'."""
+
+    name = "jax"
+    devices: tuple[str, ...] = ("cpu", "cuda") if _has_gpu() else ("cpu",)
+    dtypes = ("float16", "bfloat16", "float32", "float64")
+    conventions: dict[str, dict[str, Any]] = {
+        # jax.nn.softplus is the exact log(1 + e^x): no threshold, and no beta argument.
+        "softplus": {"threshold": None, "beta": 1.0},
+        # optax's losses take no class weights (the properties would otherwise draw them).
+        "cross_entropy": {"weight": None},
+        "nll_loss": {"weight": None},
+        # optax.sgd (trace) has no dampening; its buffer starts at the raw gradient.
+        "sgd": {"dampening": 0.0, "dampen_first_step": False},
+        # optax.amsgrad keeps the running max of the bias-corrected v_hat.
+        "adam": {"amsgrad": (None, "optax")},
+        "adamw": {"amsgrad": (None, "optax")},
+        # optax.rmsprop: eps_in_sqrt is an argument (default True); centred and momentum agree.
+        "rmsprop": {"eps_in_sqrt": (False, True)},
+        # optax.adagrad (scale_by_rss): rsqrt(s + eps); no learning-rate decay.
+        "adagrad": {"eps_in_sqrt": True, "lr_decay": 0.0},
+    }
+    known_divergences: tuple[KnownDivergence, ...] = _KNOWN_DIVERGENCES
+
+    def __init__(self, device: str = "cpu") -> None:
+        super().__init__(device)
+        self._device = jax.devices("gpu" if self.device == "cuda" else "cpu")[0]
+
+    @property
+    def id(self) -> str:
+        """'jax-cpu' or 'jax-gpu' (JAX calls the platform 'gpu')."""
+        return f"{self.name}-{'gpu' if self.device == 'cuda' else self.device}"
+
+    def versions(self) -> dict[str, str]:
+        """Versions of numpy, jax, jaxlib and optax."""
+        return {"numpy": np.__version__, "jax": jax.__version__, "jaxlib": _version("jaxlib"),
+                "optax": optax.__version__}
+
+    # -- arrays ---------------------------------------------------------------------------
+    def asarray(self, x: np.ndarray, dtype: str | None = None) -> jax.Array:
+        """A jax array on this backend's device; ``dtype`` None keeps the NumPy dtype."""
+        x = np.asarray(x)
+        if dtype is not None:
+            if dtype not in _DTYPES:
+                raise Unsupported(f"jax backend does not compute in {dtype}")
+            x = x.astype(_DTYPES[dtype])
+        return jax.device_put(x, self._device)
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        """A NumPy array: floats (bfloat16 included) as float64, integers unchanged."""
+        a = np.asarray(x)
+        return a.astype(np.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a
+
+    def dtype_of(self, x: Any) -> str:
+        return str(jnp.asarray(x).dtype)
+
+    def take(self, x: jax.Array, idx: np.ndarray) -> jax.Array:
+        """Rows ``idx`` (a NumPy index array) of ``x``, gathered on x's device."""
+        return x[jax.device_put(np.asarray(idx), self._device)]
+
+    def synchronize(self) -> None:
+        """A no-op: JAX has no device-wide barrier, only ``block_until_ready`` on given
+        arrays. The paths that return results block on them instead (train_mlp)."""
+
+    # -- autodiff -------------------------------------------------------------------------
+    def vjp(self, f: Callable[..., Any], primals: Sequence[Any], cotangent: Any
+            ) -> tuple[Any, tuple[Any, ...]]:
+        """(f(*primals), J^T cotangent) by jax.vjp; the cotangent takes the output's dtype."""
+        out, pullback = jax.vjp(f, *primals)
+        cot = jax.tree.map(lambda c, o: jnp.asarray(c, dtype=o.dtype), cotangent, out)
+        return out, tuple(pullback(cot))
+
+    # -- dense and activations ------------------------------------------------------------
+    def dense(self, x: jax.Array, w: jax.Array, b: jax.Array | None = None) -> jax.Array:
+        """x @ w + b with w (I, O), the oracle's (and flax's) layout."""
+        y = jnp.matmul(x, w)
+        return y if b is None else y + b
+
+    def sigmoid(self, x: jax.Array) -> jax.Array:
+        return jax.nn.sigmoid(x)
+
+    def tanh(self, x: jax.Array) -> jax.Array:
+        return jnp.tanh(x)
+
+    def relu(self, x: jax.Array) -> jax.Array:
+        return jax.nn.relu(x)
+
+    def leaky_relu(self, x: jax.Array, negative_slope: float = 0.01) -> jax.Array:
+        return jax.nn.leaky_relu(x, negative_slope)
+
+    def elu(self, x: jax.Array, alpha: float = 1.0) -> jax.Array:
+        return jax.nn.elu(x, alpha)
+
+    def gelu(self, x: jax.Array, approximate: str = "none") -> jax.Array:
+        """jax.nn.gelu; the oracle's 'none' is approximate=False, 'tanh' approximate=True
+        (JAX's default)."""
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"approximate: expected 'none' or 'tanh', got {approximate!r}")
+        return jax.nn.gelu(x, approximate=approximate == "tanh")
+
+    def silu(self, x: jax.Array) -> jax.Array:
+        return jax.nn.silu(x)
+
+    def softplus(self, x: jax.Array, beta: float = 1.0, threshold: float | None = None
+                 ) -> jax.Array:
+        """jax.nn.softplus: exact (no threshold) and without a beta argument."""
+        if threshold is not None:
+            raise Unsupported(f"jax.nn.softplus has no threshold (got {threshold})")
+        if beta != 1.0:
+            raise Unsupported(f"jax.nn.softplus has no beta (got {beta})")
+        return jax.nn.softplus(x)
+
+    def softmax(self, x: jax.Array, axis: int = -1) -> jax.Array:
+        return jax.nn.softmax(x, axis=axis)
+
+    def log_softmax(self, x: jax.Array, axis: int = -1) -> jax.Array:
+        return jax.nn.log_softmax(x, axis=axis)
+
+    # -- losses ---------------------------------------------------------------------------
+    def mse_loss(self, pred: jax.Array, target: jax.Array, reduction: str = "mean") -> jax.Array:
+        """optax.squared_error (optax.l2_loss is half of it), reduced."""
+        return _reduce(optax.squared_error(pred, target), reduction)
+
+    def l1_loss(self, pred: jax.Array, target: jax.Array, reduction: str = "mean") -> jax.Array:
+        """|pred - target| with jnp (optax has no L1 loss), reduced."""
+        return _reduce(jnp.abs(pred - target), reduction)
+
+    def huber_loss(self, pred: jax.Array, target: jax.Array, delta: float = 1.0,
+                   reduction: str = "mean") -> jax.Array:
+        return _reduce(optax.huber_loss(pred, target, delta=delta), reduction)
+
+    def bce_with_logits(self, logits: jax.Array, target: jax.Array, reduction: str = "mean"
+                        ) -> jax.Array:
+        return _reduce(optax.sigmoid_binary_cross_entropy(logits, target), reduction)
+
+    def cross_entropy(self, logits: jax.Array, labels: jax.Array, reduction: str = "mean",
+                      label_smoothing: float = 0.0, weight: jax.Array | None = None
+                      ) -> jax.Array:
+        """optax.softmax_cross_entropy_with_integer_labels, or with label smoothing
+        optax.softmax_cross_entropy on optax.smooth_labels(one_hot); no class weights."""
+        _no_class_weights("cross_entropy", weight)
+        if label_smoothing == 0.0:
+            per_example = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+        else:
+            onehot = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
+            per_example = optax.softmax_cross_entropy(
+                logits, optax.smooth_labels(onehot, label_smoothing))
+        return _reduce(per_example, reduction)
+
+    def nll_loss(self, log_probs: jax.Array, labels: jax.Array, reduction: str = "mean",
+                 weight: jax.Array | None = None) -> jax.Array:
+        """-log_probs[i, y_i] by jnp.take_along_axis (optax has no NLL); no class weights."""
+        _no_class_weights("nll_loss", weight)
+        per_example = -jnp.take_along_axis(log_probs, labels[:, None], axis=1)[:, 0]
+        return _reduce(per_example, reduction)
+
+    # -- optimizers -----------------------------------------------------------------------
+    def optimizer(self, name: str, **hyper: Any) -> Optimizer:
+        """An optax optimizer behind the oracle's interface and hyperparameter names (the
+        oracle's defaults apply). A value optax cannot express raises Unsupported."""
+        if name not in O.OPTIMIZERS:
+            raise ValueError(f"name: expected one of {sorted(O.OPTIMIZERS)}, got {name!r}")
+        try:
+            bound = inspect.signature(O.OPTIMIZERS[name]).bind(**hyper)
+        except TypeError as exc:
+            raise ValueError(f"hyper: {exc}") from exc
+        bound.apply_defaults()
+        tx = _OPTAX[name](**bound.arguments)
+
+        def init(params: list[jax.Array]) -> Any:
+            return tx.init(list(params))
+
+        def update(grads: list[jax.Array], state: Any, params: list[jax.Array]
+                   ) -> tuple[list[jax.Array], Any]:
+            updates, state = tx.update(list(grads), state, list(params))
+            return list(optax.apply_updates(list(params), updates)), state
+
+        return Optimizer(init, update)
+
+    # -- architectures --------------------------------------------------------------------
+    def train_mlp(self, params: Sequence[Any], x: jax.Array, target: jax.Array,
+                  optimizer: Optimizer, batches: Sequence[np.ndarray], activation: str = "tanh",
+                  loss: str = "mse") -> tuple[list[Any], list[float]]:
+        """The base composition, then a block on the final parameters (JAX dispatches
+        asynchronously and synchronize() cannot wait for work it is not handed)."""
+        final, history = super().train_mlp(params, x, target, optimizer, batches, activation,
+                                           loss)
+        return jax.block_until_ready(final), history
+
+
+# -- optax optimizers under the oracle's hyperparameter names ------------------------------
+def _with_l2(weight_decay: float, tx: optax.GradientTransformation) -> optax.GradientTransformation:
+    """L2 regularisation as optax writes it: add_decayed_weights before the optimizer."""
+    if weight_decay == 0.0:
+        return tx
+    return optax.chain(optax.add_decayed_weights(weight_decay), tx)
+
+
+def _sgd(lr, momentum, dampening, nesterov, weight_decay, dampen_first_step):
+    if dampening != 0.0:
+        raise Unsupported(f"optax.sgd has no dampening (got dampening={dampening})")
+    # With dampening 0 both dampen_first_step conventions give b_1 = g, as optax's trace does.
+    del dampen_first_step
+    return _with_l2(weight_decay, optax.sgd(lr, momentum=momentum or None, nesterov=nesterov))
+
+
+def _adam_core(lr, b1, b2, eps, eps_root, amsgrad):
+    if amsgrad is None:
+        return optax.adam(lr, b1=b1, b2=b2, eps=eps, eps_root=eps_root)
+    if amsgrad == "optax":
+        return optax.amsgrad(lr, b1=b1, b2=b2, eps=eps, eps_root=eps_root)
+    raise Unsupported(f"optax has no AMSGrad variant {amsgrad!r} (its amsgrad keeps the "
+                      "running max of the bias-corrected v_hat: amsgrad='optax')")
+
+
+def _adamw(lr, b1, b2, eps, eps_root, weight_decay, amsgrad):
+    if amsgrad is None:
+        return optax.adamw(lr, b1=b1, b2=b2, eps=eps, eps_root=eps_root,
+                           weight_decay=weight_decay)
+    _adam_core(lr, b1, b2, eps, eps_root, amsgrad)  # raises Unsupported for other variants
+    # optax has no adamw(amsgrad=...): the chain optax.adamw is made of, with
+    # scale_by_amsgrad in place of scale_by_adam.
+    return optax.chain(optax.scale_by_amsgrad(b1=b1, b2=b2, eps=eps, eps_root=eps_root),
+                       optax.add_decayed_weights(weight_decay),
+                       optax.scale_by_learning_rate(lr))
+
+
+def _adam(lr, b1, b2, eps, eps_root, weight_decay, amsgrad, decoupled_weight_decay):
+    if decoupled_weight_decay:
+        return _adamw(lr, b1, b2, eps, eps_root, weight_decay, amsgrad)
+    return _with_l2(weight_decay, _adam_core(lr, b1, b2, eps, eps_root, amsgrad))
+
+
+def _rmsprop(lr, alpha, eps, weight_decay, momentum, centered, eps_in_sqrt, initial_scale):
+    # optax scales by -lr before its momentum trace: t <- mu t - lr g / d, which is -lr times
+    # the oracle's (PyTorch's) b <- mu b + g / d for a constant lr.
+    return _with_l2(weight_decay, optax.rmsprop(
+        lr, decay=alpha, eps=eps, initial_scale=initial_scale, eps_in_sqrt=eps_in_sqrt,
+        centered=centered, momentum=momentum or None))
+
+
+def _adagrad(lr, eps, initial_accumulator_value, lr_decay, weight_decay, eps_in_sqrt):
+    if not eps_in_sqrt:
+        raise Unsupported("optax.adagrad puts eps inside the square root (eps_in_sqrt=True)")
+    if lr_decay != 0.0:
+        raise Unsupported(f"optax.adagrad has no lr_decay (got {lr_decay})")
+    return _with_l2(weight_decay, optax.adagrad(
+        lr, initial_accumulator_value=initial_accumulator_value, eps=eps))
+
+
+_OPTAX: dict[str, Callable[..., optax.GradientTransformation]] = {
+    "sgd": _sgd, "adam": _adam, "adamw": _adamw, "rmsprop": _rmsprop, "adagrad": _adagrad,
+}

@@ -1,0 +1,102 @@
+"""Magnitude of the terms each oracle formula combines, for the tolerance policy.
+
+A backend is held to the accuracy the oracle's own formula reaches in the backend's dtype.
+Where that formula adds or subtracts terms larger than its result (tanh' = 1 - t^2 near
+|t| = 1, softmax' = s (g - <g, s>) near s = 1, log_softmax = x - max - log(sum exp(.))), the
+rounding error of any implementation of it is eps times those terms, not eps times the
+result: ``forward_terms`` and ``vjp_terms`` return that magnitude M, which the tolerance adds
+to the condition term. Formulas that avoid cancellation (the oracle's erfc GELU and softplus
+BCE) have no entry, so a backend that cancels there is held to relative accuracy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy import special
+
+from reference.activations import softmax
+
+
+def _class_weights(kwargs, n, k):
+    w = kwargs.get("weight")
+    w = np.ones(k) if w is None else np.asarray(w)
+    labels = np.asarray(kwargs["labels"])
+    e = kwargs.get("label_smoothing", 0.0)
+    q = np.tile((e / k) * w, (n, 1))
+    q[np.arange(n), labels] += (1 - e) * w[labels]
+    return q, w[labels].sum()
+
+
+def _per_example(v: np.ndarray, reduction: str, denom: float) -> np.ndarray:
+    if reduction == "none":
+        return v
+    return np.asarray(v.sum() if reduction == "sum" else v.sum() / denom)
+
+
+def forward_terms(name: str, primals: tuple[np.ndarray, ...], kwargs: dict[str, Any]
+                  ) -> np.ndarray | None:
+    """M for the forward output of component ``name`` (None: no cancelling terms)."""
+    if name == "dense":
+        x, w, b = primals
+        return np.abs(x) @ np.abs(w) + np.abs(b)
+    if name == "log_softmax":
+        (x,) = primals
+        axis = kwargs.get("axis", -1)
+        z = x - x.max(axis=axis, keepdims=True)
+        # log of a sum >= 1 that is rounded relative to itself: an absolute error of eps
+        return np.abs(z) + np.log(np.exp(z).sum(axis=axis, keepdims=True)) + 1.0
+    if name == "cross_entropy":
+        (x,) = primals
+        n, k = x.shape
+        z = x - x.max(axis=1, keepdims=True)
+        terms = np.abs(z) + np.log(np.exp(z).sum(axis=1, keepdims=True)) + 1.0
+        q, denom = _class_weights(kwargs, n, k)
+        return _per_example((np.abs(q) * terms).sum(axis=1), kwargs.get("reduction", "mean"), denom)
+    return None
+
+
+def vjp_terms(name: str, primals: tuple[np.ndarray, ...], kwargs: dict[str, Any],
+              cot: np.ndarray) -> list[np.ndarray] | None:
+    """M for each gradient of component ``name`` given the cotangent (None: none)."""
+    g = np.abs(np.asarray(cot, dtype=np.float64))
+    if name == "dense":
+        x, w, _ = primals
+        return [g @ np.abs(w).T, np.abs(x).T @ g, g.sum(axis=0)]
+    if name in ("tanh", "sigmoid", "silu", "gelu"):
+        (x,) = primals
+        if name == "tanh":
+            return [g * (1 + np.tanh(x) ** 2)]
+        s = special.expit(x)
+        if name == "sigmoid":
+            return [g * s]
+        if name == "silu":
+            return [g * (s + np.abs(x) * s * (1 - s))]
+        if kwargs.get("approximate", "none") == "none":
+            return [g * (special.ndtr(x) + np.abs(x) * np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi))]
+        u = np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)
+        su = special.expit(2 * u)
+        du = np.sqrt(2 / np.pi) * (1 + 3 * 0.044715 * x * x)
+        return [g * (su + np.abs(2 * x * su * (1 - su) * du))]
+    if name in ("softmax", "log_softmax"):
+        (x,) = primals
+        axis = kwargs.get("axis", -1)
+        s = softmax(x, axis)
+        if name == "softmax":
+            return [s * (g + np.abs((np.asarray(cot) * s).sum(axis=axis, keepdims=True)))]
+        return [g + s * g.sum(axis=axis, keepdims=True)]
+    if name == "cross_entropy":
+        (x,) = primals
+        n, k = x.shape
+        q, denom = _class_weights(kwargs, n, k)
+        red = kwargs.get("reduction", "mean")
+        gi = g if red == "none" else np.full(n, g / denom if red == "mean" else g)
+        return [(q.sum(axis=1, keepdims=True) * softmax(x, 1) + q) * gi[:, None]]
+    if name == "bce_with_logits":
+        (x,) = primals
+        y = np.abs(kwargs["target"])
+        red = kwargs.get("reduction", "mean")
+        gi = g if red == "none" else np.broadcast_to(g / (x.size if red == "mean" else 1), x.shape)
+        return [gi * (special.expit(x) + y)]
+    return None
