@@ -338,10 +338,7 @@ _BCE = ("F.binary_cross_entropy_with_logits computes (1 - y) x - log_sigmoid(x) 
 TorchBackend.known_divergences = (
     *_kd(("test_forward", "test_vjp", "test_forward_tail"), "gelu", _GELU, "pytorch#187806",
          ("float32", "float64")),
-    *_kd(("test_forward",), "bce_with_logits", _BCE, "pytorch#195529"),
-    # float16/bfloat16 tails pass: their tolerance scales with max|x| (up to 800) there.
-    *_kd(("test_forward_tail",), "bce_with_logits", _BCE, "pytorch#195529",
-         ("float32", "float64")),
+    *_kd(("test_forward", "test_forward_tail"), "bce_with_logits", _BCE, "pytorch#195529"),
     *_kd(("test_bce_label_symmetry",), "bce_with_logits",
          "L(-x, 0) loses its value, L(x, 1) does not: " + _BCE, "pytorch#195529",
          ("float32", "float64")),

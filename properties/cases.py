@@ -93,10 +93,13 @@ def _regression(name: str) -> Case:
     return case
 
 
+_BCE_TAILS = ((-100.0, -4.0), (4.0, 100.0), (-800.0, -100.0), (100.0, 800.0))
+
+
 def _bce(data, dtype, tail):
     shape = data.draw(shapes(1, 2), label="shape")
-    bound = 800.0 if tail else 12.0
-    logits = data.draw(floats_array(shape, -bound, bound, dtype), label="logits")
+    lo, hi = data.draw(st.sampled_from(_BCE_TAILS), label="tail") if tail else (-12.0, 12.0)
+    logits = data.draw(floats_array(shape, lo, hi, dtype), label="logits")
     hard = data.draw(st.booleans(), label="hard_targets")
     if hard:
         target = data.draw(floats_array(shape, 0.0, 1.0, dtype), label="target").round()

@@ -1,18 +1,17 @@
 """The one tolerance policy.
 
 A backend computing f in precision ``dtype`` with a backward-stable algorithm returns
-f(x + dx) + dy with |dx| <= c eps max|x| per input array (c grows with the length n of the longest
+f(x + dx) + dy with |dx| <= c eps |x| per input (c grows with the length n of the longest
 reduction: sqrt(n) for rounding errors that do not conspire) and |dy| <= eps |f|. To first
 order its error is therefore at most
 
-    eps * (sqrt(n) * S + |f|),     S_i = sum_j |d f_i / d x_j| max|x|,
+    eps * (sqrt(n) * S + |f|),     S_i = sum_j |d f_i / d x_j| |x_j|,
 
 where S is the condition term. Where the oracle's formula itself combines terms larger than
 its result, their magnitude M (properties/magnitudes.py) joins S: a backend is held to the
 accuracy the oracle's formula reaches in its dtype. S is not guessed: ``sensitivity``
-measures it on the float64 oracle by perturbing every float input by DELTA times its
-array's largest magnitude, with random Gaussian weights (normwise, so values that cancel in
-the output, such as softmax - onehot, are covered even where an input is zero). The bound is
+measures it on the float64 oracle by perturbing every float input elementwise by a relative
+DELTA with random Gaussian weights (an exact input, such as a target of 0, stays exact). The bound is
 multiplied by the safety factor FACTOR[dtype] (the c above, a few ulps of slack for
 transcendental functions that are not correctly rounded) and given an absolute floor of the
 dtype's smallest normal number (results below it are subnormal or flushed to zero).
@@ -61,22 +60,15 @@ def _flat(out) -> list[np.ndarray]:
     return [np.asarray(out, dtype=np.float64)]
 
 
-def _norm(a) -> float:
-    a = np.asarray(a, dtype=np.float64)
-    finite = np.abs(a[np.isfinite(a)])
-    return float(finite.max()) if finite.size else 0.0
-
-
 def sensitivity(f: Callable[[list[np.ndarray]], object], inputs: Sequence[np.ndarray]
                 ) -> list[np.ndarray]:
     """Condition term S of each output of the float64 oracle ``f(inputs)``: the largest change
-    over a few random Gaussian perturbations of each input array by DELTA times its largest
-    magnitude (normwise backward error), divided by DELTA."""
+    over a few random Gaussian relative perturbations of size DELTA, divided by DELTA."""
     rng = np.random.default_rng(20261124)
     base = _flat(f(list(inputs)))
     spread = [np.zeros_like(b) for b in base]
     for _ in range(_PROBES):
-        moved = [a + DELTA * _norm(a) * rng.standard_normal(np.shape(a)) for a in inputs]
+        moved = [a * (1 + DELTA * rng.standard_normal(np.shape(a))) for a in inputs]
         with np.errstate(all="ignore"):
             out = _flat(f(moved))
         for s, o, b in zip(spread, out, base, strict=True):
