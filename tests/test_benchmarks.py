@@ -1,0 +1,31 @@
+"""The asv MLP benchmark runs one timed call on every backend (in a subprocess, since the
+benchmark module pins the process to one core and one BLAS thread)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = """
+import sys
+from benchmarks.bench_mlp import MLPTrainStep
+b = MLPTrainStep()
+for optimizer in ("sgd", "adam"):
+    b.setup(sys.argv[1], optimizer, "cpu")
+    b.time_step(sys.argv[1], optimizer, "cpu")
+    assert b.track_samples_per_second(sys.argv[1], optimizer, "cpu") > 0
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("framework", ["numpy", "torch", "jax"])
+def test_mlp_benchmark_runs(framework):
+    pytest.importorskip({"numpy": "numpy", "torch": "torch", "jax": "optax"}[framework],
+                        reason=f"{framework} is not installed (CI installs it and requires it)")
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, framework], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
