@@ -7,7 +7,6 @@ reduction of a per-element loss, NLL as a gather) is written here with jax.numpy
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -253,14 +252,7 @@ class JaxBackend(Backend):
     def optimizer(self, name: str, **hyper: Any) -> Optimizer:
         """An optax optimizer behind the oracle's interface and hyperparameter names (the
         oracle's defaults apply). A value optax cannot express raises Unsupported."""
-        if name not in O.OPTIMIZERS:
-            raise ValueError(f"name: expected one of {sorted(O.OPTIMIZERS)}, got {name!r}")
-        try:
-            bound = inspect.signature(O.OPTIMIZERS[name]).bind(**hyper)
-        except TypeError as exc:
-            raise ValueError(f"hyper: {exc}") from exc
-        bound.apply_defaults()
-        tx = _OPTAX[name](**bound.arguments)
+        tx = _OPTAX[name](**O.hyperparameters(name, **hyper))
 
         def init(params: list[jax.Array]) -> Any:
             return tx.init(list(params))

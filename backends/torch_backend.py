@@ -8,7 +8,6 @@ oracle's hyperparameter names (b1, b2, ...) are mapped to torch.optim's (betas, 
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -216,14 +215,7 @@ class TorchBackend(Backend):
         parameter tensors and ``update`` advances it in place, so each state is used once
         (as every training loop does). ``update`` copies the given params into the
         optimizer's tensors first, and returns detached clones."""
-        if name not in O.OPTIMIZERS:
-            raise ValueError(f"name: expected one of {sorted(O.OPTIMIZERS)}, got {name!r}")
-        try:
-            bound = inspect.signature(O.OPTIMIZERS[name]).bind(**hyper)
-        except TypeError as exc:
-            raise ValueError(f"hyper: {exc}") from exc
-        bound.apply_defaults()
-        cls, kwargs = _TORCH_OPTIM[name](**bound.arguments)
+        cls, kwargs = _TORCH_OPTIM[name](**O.hyperparameters(name, **hyper))
         kwargs["foreach"] = False
         # Let torch validate the hyperparameters now (ValueError), not at init.
         cls([torch.zeros(1, requires_grad=True)], **kwargs)

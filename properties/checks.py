@@ -27,10 +27,6 @@ def unsupported_as_skip() -> Iterator[None]:
         pytest.skip(f"unsupported: {exc}")
 
 
-def require_dtype(backend: Backend, dtype: str) -> None:
-    if dtype not in backend.dtypes:
-        pytest.skip(f"unsupported: {backend.name} does not compute in {dtype}")
-
 
 def draw_inputs(data: st.DataObject, backend: Backend, component: str, dtype: str,
                 tail: bool = False) -> Inputs:

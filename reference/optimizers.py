@@ -15,6 +15,7 @@ conventions where frameworks differ are explicit arguments:
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -208,6 +209,19 @@ def adagrad(lr: float, eps: float = 1e-10, initial_accumulator_value: float = 0.
 OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
     "sgd": sgd, "adam": adam, "adamw": adamw, "rmsprop": rmsprop, "adagrad": adagrad,
 }
+
+
+def hyperparameters(name: str, **hyper) -> dict:
+    """Every hyperparameter of optimizer ``name``: ``hyper`` completed with the oracle's
+    defaults (adapters map these to their framework's names)."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"name: expected one of {sorted(OPTIMIZERS)}, got {name!r}")
+    try:
+        bound = inspect.signature(OPTIMIZERS[name]).bind(**hyper)
+    except TypeError as exc:
+        raise ValueError(f"hyper: {exc}") from exc
+    bound.apply_defaults()
+    return dict(bound.arguments)
 
 
 def make_optimizer(name: str, **hyper) -> Optimizer:
