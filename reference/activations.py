@@ -1,7 +1,8 @@
 """Activations: each forward ``f(x, ...)`` beside its VJP ``f_vjp(x, g, ...) -> (dx,)``.
 
-Elementwise unless an ``axis`` is taken; any shape. Derivatives at kinks follow PyTorch and
-JAX: relu'(0) = 0, elu'(0) = alpha (the x <= 0 branch).
+Elementwise unless an ``axis`` is taken; any shape. Derivatives at kinks follow PyTorch:
+relu'(0) = 0, leaky_relu'(0) = negative_slope, elu'(0) = alpha (the x <= 0 branch); JAX's
+leaky_relu takes slope 1 at 0. The properties keep inputs away from kinks.
 """
 
 from __future__ import annotations
