@@ -117,7 +117,8 @@ def backend(request: pytest.FixtureRequest) -> Backend:
         pytest.skip(f"unavailable: {exc}")
 
 
-def _item_key(item: pytest.Item) -> tuple[str | None, str, str | None, str | None]:
+def item_key(item: pytest.Item) -> tuple[str | None, str, str | None, str | None]:
+    """(backend spec, test name, component, dtype) of a collected item."""
     params = getattr(item, "callspec", None)
     p = params.params if params else {}
     marker = item.get_closest_marker("component")
@@ -128,7 +129,7 @@ def _item_key(item: pytest.Item) -> tuple[str | None, str, str | None, str | Non
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     selected = config.stash[_STATE]["selected"]
     for item in items:
-        spec, test, component, dtype = _item_key(item)
+        spec, test, component, dtype = item_key(item)
         sel = selected.get(spec) if spec else None
         if sel is None or sel.cls is None or component is None:
             continue
@@ -176,7 +177,7 @@ def reproduce_command(config: pytest.Config, nodeid: str, spec: str | None) -> s
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     rep = yield
-    spec = _item_key(item)[0]
+    spec = item_key(item)[0]
     if rep.failed and spec:
         cmd = reproduce_command(item.config, item.nodeid, spec)
         rep.sections.append(("touchstone: reproduce", cmd))
@@ -224,8 +225,3 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if tr is not None:
         for path in written:
             tr.write_line(f"touchstone: wrote {path}")
-
-
-def item_key(item: pytest.Item):
-    """(backend spec, test name, component, dtype) of a collected item."""
-    return _item_key(item)
