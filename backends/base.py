@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,37 @@ import numpy as np
 from reference.optimizers import Optimizer
 
 DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+def as_tuple(value: Any, n: int, what: str) -> tuple[int, ...]:
+    """An int, or a sequence of ``n`` ints (a pair for 2-d pooling and convolution), as n ints."""
+    items = tuple(value) if isinstance(value, Sequence) and not isinstance(value, str) \
+        else (value,) * n
+    if len(items) != n or not all(isinstance(v, Integral) and not isinstance(v, bool)
+                                  for v in items):
+        raise ValueError(f"{what}: expected an int or {n} ints, got {value!r}")
+    return tuple(int(v) for v in items)
+
+
+def conv_padding(padding: Any, ndim: int) -> str | tuple[tuple[int, int], ...]:
+    """The convolution padding forms as "valid", "same" or (low, high) per spatial axis.
+
+    2-d: int, (ph, pw) or ((top, bottom), (left, right)); 1-d: int or (low, high)."""
+    if isinstance(padding, str):
+        if padding.lower() not in ("valid", "same"):
+            raise ValueError(f"padding: expected 'valid' or 'same', got {padding!r}")
+        return padding.lower()
+    if ndim == 1:
+        if isinstance(padding, Sequence):
+            return (as_tuple(padding, 2, "padding"),)
+        (p,) = as_tuple(padding, 1, "padding")
+        return ((p, p),)
+    if isinstance(padding, Sequence) and padding and all(isinstance(q, Sequence)
+                                                         for q in padding):
+        if len(padding) != ndim:
+            raise ValueError(f"padding: expected {ndim} (low, high) pairs, got {padding!r}")
+        return tuple(as_tuple(q, 2, "padding") for q in padding)
+    return tuple((p, p) for p in as_tuple(padding, ndim, "padding"))
 
 
 class Unsupported(Exception):
@@ -57,6 +89,8 @@ class Backend:
     #: component -> {argument: value it is fixed to, or a tuple of the values it supports}.
     conventions: dict[str, dict[str, Any]] = {}
     known_divergences: tuple[KnownDivergence, ...] = ()
+    #: components that return a tuple whose first element alone is differentiated.
+    MULTI_OUTPUT: frozenset[str] = frozenset({"batch_norm"})
 
     def __init__(self, device: str = "cpu") -> None:
         device = {"gpu": "cuda"}.get(device, device)
@@ -91,9 +125,26 @@ class Backend:
 
     def component_vjp(self, name: str, primals: Sequence[Any], cotangent: Any, **kwargs: Any
                       ) -> tuple[Any, tuple[Any, ...]]:
-        """The VJP of component ``name`` with respect to ``primals``; ``kwargs`` are held fixed."""
+        """The VJP of component ``name`` with respect to ``primals``; ``kwargs`` are held fixed.
+
+        For a component in MULTI_OUTPUT only the first output is differentiated (and
+        returned): batch_norm's y, not its running statistics. A primal that is None (an
+        absent bias or affine weight) is passed through as None, held fixed, and gets None
+        as its gradient, as the oracle's VJPs give."""
         fn = getattr(self, name)
-        return self.vjp(lambda *p: fn(*p, **kwargs), primals, cotangent)
+        present = [i for i, p in enumerate(primals) if p is not None]
+        first = name in self.MULTI_OUTPUT
+
+        def f(*arrays):
+            full = list(primals)
+            for i, a in zip(present, arrays, strict=True):
+                full[i] = a
+            out = fn(*full, **kwargs)
+            return out[0] if first else out
+
+        out, found = self.vjp(f, [primals[i] for i in present], cotangent)
+        it = iter(found)
+        return out, tuple(None if p is None else next(it) for p in primals)
 
     def value_and_grad(self, f: Callable[[list[Any]], Any], params: Sequence[Any]
                        ) -> tuple[Any, list[Any]]:
@@ -161,6 +212,60 @@ class Backend:
 
     def nll_loss(self, log_probs, labels, reduction="mean", weight=None):
         self._missing("nll_loss")
+
+    # -- convolution, pooling and normalisation (NCHW) -----------------------------------
+    def conv2d(self, x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+        """Cross-correlation y[n, o] = sum_c x_pad[n, g(o) c] * w[o, c] (+ b[o]): x (N, C, H, W),
+        w (O, C // groups, kh, kw) (torch's OIHW), b (O,) or None -> (N, O, H', W').
+        stride and dilation: int or pair; padding: int, pair (ph, pw), explicit
+        ((top, bottom), (left, right)), "valid" or "same" (TensorFlow's rule: total =
+        max((ceil(H / s) - 1) s + d (k - 1) + 1 - H, 0), low = total // 2)."""
+        self._missing("conv2d")
+
+    def conv1d(self, x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+        """conv2d in one spatial dimension: x (N, C, L), w (O, C // groups, k) -> (N, O, L');
+        padding: int, (low, high), "valid" or "same"."""
+        self._missing("conv1d")
+
+    def conv_transpose2d(self, x, w, b=None, stride=1, padding=0, output_padding=0, groups=1,
+                         dilation=1):
+        """The transpose (input gradient) of conv2d, as torch defines it: x (N, Cin, H, W),
+        w (Cin, Cout // groups, kh, kw), b (Cout,) or None -> (N, Cout, H', W') with
+        H' = (H - 1) s - 2 p + d (kh - 1) + output_padding + 1. padding: int or pair."""
+        self._missing("conv_transpose2d")
+
+    def max_pool2d(self, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                   ties="first"):
+        """Max over each (dilated) window of x (N, C, H, W), padded with -inf; stride None is
+        kernel_size. ties: "first" sends a window's gradient to its first maximum in
+        row-major order, "split" shares it equally among the maxima."""
+        self._missing("max_pool2d")
+
+    def avg_pool2d(self, x, kernel_size, stride=None, padding=0, ceil_mode=False,
+                   count_include_pad=True):
+        """Mean over each window of x (N, C, H, W), zero-padded; count_include_pad=False
+        divides by the number of input (unpadded) elements in the window instead."""
+        self._missing("avg_pool2d")
+
+    def global_avg_pool2d(self, x):
+        """Mean over H and W: (N, C, H, W) -> (N, C)."""
+        self._missing("global_avg_pool2d")
+
+    def flatten(self, x):
+        """(N, ...) -> (N, prod(...)) in row-major order."""
+        self._missing("flatten")
+
+    def batch_norm(self, x, weight, bias, running_mean, running_var, training=True,
+                   momentum=0.1, eps=1e-5, momentum_convention="torch",
+                   unbiased_running_var=True):
+        """(y, new_running_mean, new_running_var) for x (N, C) or (N, C, H, W), per channel.
+
+        training: y = (x - mean) / sqrt(var + eps) * weight + bias with the batch mean and
+        biased variance over every axis but 1; the running statistics move towards the batch
+        ones, r <- (1 - m) r + m stat ("torch") or r <- m r + (1 - m) stat ("flax"), the
+        variance statistic unbiased (n / (n - 1)) or not. Eval: the running statistics
+        normalise and come back unchanged. weight / bias None: no affine transform."""
+        self._missing("batch_norm")
 
     # -- optimizers -----------------------------------------------------------------------
     def optimizer(self, name: str, **hyper: Any) -> Optimizer:

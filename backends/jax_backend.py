@@ -15,8 +15,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax import lax
 
-from backends.base import Backend, KnownDivergence, Unsupported
+from backends.base import Backend, KnownDivergence, Unsupported, as_tuple, conv_padding
 from reference import optimizers as O
 from reference.optimizers import Optimizer
 
@@ -113,6 +114,12 @@ class JaxBackend(Backend):
         "rmsprop": {"eps_in_sqrt": (False, True)},
         # optax.adagrad (scale_by_rss): rsqrt(s + eps); no learning-rate decay.
         "adagrad": {"eps_in_sqrt": True, "lr_decay": 0.0},
+        # flax's pools (lax.reduce_window) have no ceil_mode. The VJP of reduce_window max
+        # (select_and_scatter_add) sends a window's gradient to its first maximum.
+        "max_pool2d": {"ceil_mode": False, "ties": "first"},
+        "avg_pool2d": {"ceil_mode": False},
+        # flax.linen.BatchNorm: r <- m r + (1 - m) stat with the biased batch variance.
+        "batch_norm": {"momentum_convention": "flax", "unbiased_running_var": False},
     }
     known_divergences: tuple[KnownDivergence, ...] = _KNOWN_DIVERGENCES
 
@@ -248,6 +255,148 @@ class JaxBackend(Backend):
         per_example = -jnp.take_along_axis(log_probs, labels[:, None], axis=1)[:, 0]
         return _reduce(per_example, reduction)
 
+    # -- convolution, pooling and normalisation (NCHW at the interface) ------------------
+    def conv2d(self, x: jax.Array, w: jax.Array, b: jax.Array | None = None, stride: Any = 1,
+               padding: Any = 0, dilation: Any = 1, groups: int = 1) -> jax.Array:
+        """lax.conv_general_dilated as flax.linen.Conv calls it: x NCHW -> NHWC, w OIHW ->
+        HWIO, dimension_numbers ('NHWC', 'HWIO', 'NHWC'), feature_group_count=groups,
+        rhs_dilation=dilation; padding as (low, high) pairs, or 'SAME' / 'VALID' handed to
+        lax (so JAX's own "same" rule is the one tested)."""
+        y = lax.conv_general_dilated(
+            jnp.transpose(x, (0, 2, 3, 1)), jnp.transpose(w, (2, 3, 1, 0)),
+            window_strides=as_tuple(stride, 2, "stride"), padding=_lax_padding(padding, 2),
+            rhs_dilation=as_tuple(dilation, 2, "dilation"),
+            dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups)
+        if b is not None:
+            y = y + b
+        return jnp.transpose(y, (0, 3, 1, 2))
+
+    def conv1d(self, x: jax.Array, w: jax.Array, b: jax.Array | None = None, stride: Any = 1,
+               padding: Any = 0, dilation: Any = 1, groups: int = 1) -> jax.Array:
+        """conv2d's lax call in one spatial dimension: x NCL -> NWC, w OIW -> WIO,
+        dimension_numbers ('NWC', 'WIO', 'NWC')."""
+        y = lax.conv_general_dilated(
+            jnp.transpose(x, (0, 2, 1)), jnp.transpose(w, (2, 1, 0)),
+            window_strides=as_tuple(stride, 1, "stride"), padding=_lax_padding(padding, 1),
+            rhs_dilation=as_tuple(dilation, 1, "dilation"),
+            dimension_numbers=("NWC", "WIO", "NWC"), feature_group_count=groups)
+        if b is not None:
+            y = y + b
+        return jnp.transpose(y, (0, 2, 1))
+
+    def conv_transpose2d(self, x: jax.Array, w: jax.Array, b: jax.Array | None = None,
+                         stride: Any = 1, padding: Any = 0, output_padding: Any = 0,
+                         groups: int = 1, dilation: Any = 1) -> jax.Array:
+        """torch's transposed convolution as lax.conv_transpose(transpose_kernel=True) builds
+        it, with groups: lax.conv_general_dilated with lhs_dilation=stride, rhs_dilation=
+        dilation, the kernel flipped spatially with in/out swapped per group (torch's
+        (Cin, Cout // G, kh, kw) -> HWIO (kh, kw, Cin // G, Cout)), feature_group_count=G and
+        padding (d (k - 1) - p, d (k - 1) - p + output_padding) per axis (NHWC inside)."""
+        stride = as_tuple(stride, 2, "stride")
+        dilation = as_tuple(dilation, 2, "dilation")
+        pad = as_tuple(padding, 2, "padding")
+        out_pad = as_tuple(output_padding, 2, "output_padding")
+        cin, cout_g, kh, kw = w.shape
+        if cin % groups:
+            raise ValueError(f"w: {cin} input channels do not split into {groups} groups")
+        k = jnp.reshape(w, (groups, cin // groups, cout_g, kh, kw))
+        k = jnp.transpose(k, (3, 4, 1, 0, 2)).reshape(kh, kw, cin // groups, groups * cout_g)
+        k = jnp.flip(k, (0, 1))
+        lax_pad = [(d * (n - 1) - p, d * (n - 1) - p + op)
+                   for n, p, op, d in zip((kh, kw), pad, out_pad, dilation, strict=True)]
+        y = lax.conv_general_dilated(
+            jnp.transpose(x, (0, 2, 3, 1)), k, window_strides=(1, 1), padding=lax_pad,
+            lhs_dilation=stride, rhs_dilation=dilation,
+            dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups)
+        if b is not None:
+            y = y + b
+        return jnp.transpose(y, (0, 3, 1, 2))
+
+    def max_pool2d(self, x: jax.Array, kernel_size: Any, stride: Any = None, padding: Any = 0,
+                   dilation: Any = 1, ceil_mode: bool = False, ties: str = "first") -> jax.Array:
+        """flax.linen.max_pool's lax.reduce_window(x, -inf, lax.max) (NHWC inside), with
+        explicit padding pairs and window_dilation. No ceil_mode; its VJP sends a window's
+        gradient to the first maximum (ties="first")."""
+        if ceil_mode:
+            raise Unsupported("flax/lax pooling has no ceil_mode (ceil_mode=False)")
+        if ties != "first":
+            raise Unsupported(f"the VJP of lax.reduce_window max sends a window's gradient to "
+                              f"its first maximum (ties='first'), not {ties!r}")
+        window, strides, pads = _window(kernel_size, stride, padding)
+        dil = (1, *as_tuple(dilation, 2, "dilation"), 1)
+        y = lax.reduce_window(jnp.transpose(x, (0, 2, 3, 1)), -jnp.inf, lax.max, window,
+                              strides, pads, window_dilation=dil)
+        return jnp.transpose(y, (0, 3, 1, 2))
+
+    def avg_pool2d(self, x: jax.Array, kernel_size: Any, stride: Any = None, padding: Any = 0,
+                   ceil_mode: bool = False, count_include_pad: bool = True) -> jax.Array:
+        """flax.linen.avg_pool: lax.reduce_window(x, 0, lax.add) (NHWC inside) divided by the
+        window size (count_include_pad=True) or by the same reduce_window of ones over
+        (1, H, W, 1) (False). No ceil_mode."""
+        if ceil_mode:
+            raise Unsupported("flax/lax pooling has no ceil_mode (ceil_mode=False)")
+        window, strides, pads = _window(kernel_size, stride, padding)
+        xt = jnp.transpose(x, (0, 2, 3, 1))
+        y = lax.reduce_window(xt, 0.0, lax.add, window, strides, pads)
+        if count_include_pad:
+            y = y / np.prod(window)
+        else:
+            ones = jnp.ones((1, *xt.shape[1:3], 1), dtype=xt.dtype)
+            y = y / lax.reduce_window(ones, 0.0, lax.add, window, strides, pads)
+        return jnp.transpose(y, (0, 3, 1, 2))
+
+    def global_avg_pool2d(self, x: jax.Array) -> jax.Array:
+        """jnp.mean over H and W (what flax models write: jnp.mean(x, axis=(1, 2)) on NHWC)."""
+        return jnp.mean(x, axis=(2, 3))
+
+    def flatten(self, x: jax.Array) -> jax.Array:
+        return jnp.reshape(x, (x.shape[0], -1))
+
+    def batch_norm(self, x: jax.Array, weight: jax.Array | None, bias: jax.Array | None,
+                   running_mean: jax.Array, running_var: jax.Array, training: bool = True,
+                   momentum: float = 0.1, eps: float = 1e-5, momentum_convention: str = "flax",
+                   unbiased_running_var: bool = False
+                   ) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """flax.linen.BatchNorm's algorithm (default use_fast_variance=True) without flax,
+        channel axis 1. Statistics in at least float32 (force_float32_reductions): mean =
+        E[x], var = max(0, E[x^2] - mean^2) over every axis but 1; y = (x - mean) *
+        (rsqrt(var + eps) * weight) + bias, in x's dtype; r <- m r + (1 - m) stat with the
+        biased variance. Eval: the running statistics normalise and come back unchanged.
+
+        The fast variance cancels catastrophically for inputs whose mean is large against
+        their spread (flax#1491); that is flax's default behaviour, reported as a known
+        divergence, and deliberately not corrected here."""
+        if momentum_convention != "flax":
+            raise Unsupported(f"flax BatchNorm updates r <- m r + (1 - m) stat "
+                              f"(momentum_convention='flax'), not {momentum_convention!r}")
+        if unbiased_running_var:
+            raise Unsupported("flax BatchNorm keeps the biased running variance "
+                              "(unbiased_running_var=False)")
+        stat_dtype = jnp.promote_types(x.dtype, jnp.float32)
+        axes = tuple(i for i in range(x.ndim) if i != 1)
+        if training:
+            xs = jnp.asarray(x, stat_dtype)
+            mean = jnp.mean(xs, axes)
+            var = jnp.maximum(0.0, jnp.mean(lax.square(xs), axes) - lax.square(mean))
+            new_mean = (momentum * jnp.asarray(running_mean, stat_dtype)
+                        + (1 - momentum) * mean).astype(running_mean.dtype)
+            new_var = (momentum * jnp.asarray(running_var, stat_dtype)
+                       + (1 - momentum) * var).astype(running_var.dtype)
+        else:
+            mean = jnp.asarray(running_mean, stat_dtype)
+            var = jnp.asarray(running_var, stat_dtype)
+            new_mean, new_var = running_mean, running_var
+        shape = [1] * x.ndim
+        shape[1] = x.shape[1]
+        y = x - jnp.reshape(mean, shape)
+        mul = lax.rsqrt(jnp.reshape(var, shape) + eps)
+        if weight is not None:
+            mul = mul * jnp.reshape(weight, shape)
+        y = y * mul
+        if bias is not None:
+            y = y + jnp.reshape(bias, shape)
+        return jnp.asarray(y, x.dtype), new_mean, new_var
+
     # -- optimizers -----------------------------------------------------------------------
     def optimizer(self, name: str, **hyper: Any) -> Optimizer:
         """An optax optimizer behind the oracle's interface and hyperparameter names (the
@@ -273,6 +422,22 @@ class JaxBackend(Backend):
         final, history = super().train_mlp(params, x, target, optimizer, batches, activation,
                                            loss)
         return jax.block_until_ready(final), history
+
+
+# -- convolution and pooling arguments -----------------------------------------------------
+def _lax_padding(padding: Any, ndim: int) -> str | list[tuple[int, int]]:
+    """'SAME' / 'VALID' for lax, or explicit (low, high) pairs per spatial axis."""
+    pad = conv_padding(padding, ndim)
+    return pad.upper() if isinstance(pad, str) else list(pad)
+
+
+def _window(kernel_size: Any, stride: Any, padding: Any
+            ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[tuple[int, int], ...]]:
+    """reduce_window's NHWC window, strides (stride None is the kernel) and padding pairs."""
+    kernel = as_tuple(kernel_size, 2, "kernel_size")
+    strides = kernel if stride is None else as_tuple(stride, 2, "stride")
+    ph, pw = as_tuple(padding, 2, "padding")
+    return (1, *kernel, 1), (1, *strides, 1), ((0, 0), (ph, ph), (pw, pw), (0, 0))
 
 
 # -- optax optimizers under the oracle's hyperparameter names ------------------------------

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from backends.base import Backend, KnownDivergence, Unsupported
+from backends.base import Backend, KnownDivergence, Unsupported, as_tuple, conv_padding
 from reference import optimizers as O
 from reference.optimizers import Optimizer
 
@@ -45,6 +45,11 @@ class TorchBackend(Backend):
         # torch puts eps outside the square root; the square average starts at 0.
         "rmsprop": {"eps_in_sqrt": False, "initial_scale": 0.0},
         "adagrad": {"eps_in_sqrt": False},
+        # The max-pool backward sends a window's whole gradient to its first maximum in
+        # row-major order (every dtype, CPU).
+        "max_pool2d": {"ties": "first"},
+        # r <- (1 - m) r + m stat, with the unbiased (n / (n - 1)) batch variance.
+        "batch_norm": {"momentum_convention": "torch", "unbiased_running_var": True},
     }
     known_divergences: tuple[KnownDivergence, ...] = ()  # set below the module's helpers
 
@@ -205,6 +210,87 @@ class TorchBackend(Backend):
                  weight: torch.Tensor | None = None) -> torch.Tensor:
         return F.nll_loss(log_probs, labels, weight=weight, reduction=reduction)
 
+    # -- convolution, pooling and normalisation (NCHW) -----------------------------------
+    def conv2d(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None,
+               stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: int = 1
+               ) -> torch.Tensor:
+        """F.conv2d (weight OIHW, as the oracle's). Asymmetric explicit padding is F.pad then
+        padding 0, as users write it; "same" with stride > 1 is refused by torch."""
+        stride = as_tuple(stride, 2, "stride")
+        x, pad = _torch_padding(x, padding, 2, stride, "conv2d")
+        return F.conv2d(x, w, b, stride, pad, as_tuple(dilation, 2, "dilation"), groups)
+
+    def conv1d(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None,
+               stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: int = 1
+               ) -> torch.Tensor:
+        """F.conv1d: x (N, C, L), w (O, C // groups, k); padding int, (low, high) (F.pad when
+        low != high), "valid" or "same" (stride 1 only)."""
+        stride = as_tuple(stride, 1, "stride")
+        x, pad = _torch_padding(x, padding, 1, stride, "conv1d")
+        return F.conv1d(x, w, b, stride, pad, as_tuple(dilation, 1, "dilation"), groups)
+
+    def conv_transpose2d(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None,
+                         stride: Any = 1, padding: Any = 0, output_padding: Any = 0,
+                         groups: int = 1, dilation: Any = 1) -> torch.Tensor:
+        """F.conv_transpose2d, w (Cin, Cout // groups, kh, kw). torch refuses an
+        output_padding not smaller than the stride or the dilation (Unsupported)."""
+        stride = as_tuple(stride, 2, "stride")
+        dilation = as_tuple(dilation, 2, "dilation")
+        output_padding = as_tuple(output_padding, 2, "output_padding")
+        if any(op >= max(s, d) for op, s, d in zip(output_padding, stride, dilation, strict=True)):
+            raise Unsupported(f"F.conv_transpose2d needs output_padding < max(stride, dilation) "
+                              f"per axis (got output_padding={output_padding}, stride={stride}, "
+                              f"dilation={dilation})")
+        return F.conv_transpose2d(x, w, b, stride, as_tuple(padding, 2, "padding"),
+                                  output_padding, groups, dilation)
+
+    def max_pool2d(self, x: torch.Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0,
+                   dilation: Any = 1, ceil_mode: bool = False, ties: str = "first"
+                   ) -> torch.Tensor:
+        """F.max_pool2d; its backward sends each window's gradient to the first maximum
+        (ties="first" only). torch refuses padding > kernel_size // 2 (Unsupported)."""
+        if ties != "first":
+            raise Unsupported(f"F.max_pool2d sends a window's gradient to its first maximum "
+                              f"(ties='first'), not {ties!r}")
+        kernel, stride, padding = _pool_args("F.max_pool2d", kernel_size, stride, padding)
+        return F.max_pool2d(x, kernel, stride, padding, as_tuple(dilation, 2, "dilation"),
+                            ceil_mode)
+
+    def avg_pool2d(self, x: torch.Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0,
+                   ceil_mode: bool = False, count_include_pad: bool = True) -> torch.Tensor:
+        """F.avg_pool2d. torch refuses padding > kernel_size // 2 (Unsupported)."""
+        kernel, stride, padding = _pool_args("F.avg_pool2d", kernel_size, stride, padding)
+        return F.avg_pool2d(x, kernel, stride, padding, ceil_mode, count_include_pad)
+
+    def global_avg_pool2d(self, x: torch.Tensor) -> torch.Tensor:
+        """F.adaptive_avg_pool2d(x, 1) then flatten(1): nn.AdaptiveAvgPool2d(1) as in ResNet."""
+        return F.adaptive_avg_pool2d(x, 1).flatten(1)
+
+    def flatten(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(x, 1)
+
+    def batch_norm(self, x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,
+                   running_mean: torch.Tensor, running_var: torch.Tensor, training: bool = True,
+                   momentum: float = 0.1, eps: float = 1e-5, momentum_convention: str = "torch",
+                   unbiased_running_var: bool = True
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """F.batch_norm on clones of the running statistics (it updates them in place),
+        returned with y. torch's convention: r <- (1 - m) r + m stat, the running variance
+        unbiased; it refuses training with one value per channel (Unsupported)."""
+        if momentum_convention != "torch":
+            raise Unsupported(f"F.batch_norm updates r <- (1 - m) r + m stat "
+                              f"(momentum_convention='torch'), not {momentum_convention!r}")
+        if not unbiased_running_var:
+            raise Unsupported("F.batch_norm keeps the unbiased running variance "
+                              "(unbiased_running_var=True)")
+        if training and x.numel() // x.shape[1] == 1:
+            raise Unsupported("F.batch_norm refuses training with one value per channel "
+                              f"(input shape {tuple(x.shape)})")
+        rm = None if running_mean is None else running_mean.detach().clone()
+        rv = None if running_var is None else running_var.detach().clone()
+        y = F.batch_norm(x, rm, rv, weight, bias, training, momentum, eps)
+        return y, rm, rv
+
     # -- optimizers -----------------------------------------------------------------------
     def optimizer(self, name: str, **hyper: Any) -> Optimizer:
         """A torch.optim optimizer (single-tensor path, foreach=False) behind the oracle's
@@ -242,6 +328,36 @@ class TorchBackend(Backend):
             return [leaf.detach().clone() for leaf in leaves], state
 
         return Optimizer(init, update)
+
+
+# -- convolution and pooling arguments ------------------------------------------------------
+def _torch_padding(x: torch.Tensor, padding: Any, ndim: int, stride: tuple[int, ...], what: str
+                   ) -> tuple[torch.Tensor, str | tuple[int, ...]]:
+    """(x, padding for F.conv*): symmetric padding passes through, asymmetric explicit padding
+    is applied with F.pad (zeros) and becomes 0; "valid" / "same" pass as strings."""
+    pad = conv_padding(padding, ndim)
+    if pad == "same" and any(s != 1 for s in stride):
+        raise Unsupported(f"torch refuses {what} padding='same' with stride > 1 (got stride "
+                          f"{stride}); only JAX/TensorFlow define it")
+    if isinstance(pad, str):
+        return x, pad
+    if all(lo == hi for lo, hi in pad):
+        return x, tuple(lo for lo, _ in pad)
+    # F.pad lists (low, high) from the last axis backwards
+    return F.pad(x, tuple(v for lo_hi in reversed(pad) for v in lo_hi)), (0,) * ndim
+
+
+def _pool_args(what: str, kernel_size: Any, stride: Any, padding: Any
+               ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """(kernel, stride, padding) pairs; stride None is the kernel. torch refuses padding
+    greater than half the kernel."""
+    kernel = as_tuple(kernel_size, 2, "kernel_size")
+    stride = kernel if stride is None else as_tuple(stride, 2, "stride")
+    padding = as_tuple(padding, 2, "padding")
+    if any(p > k // 2 for p, k in zip(padding, kernel, strict=True)):
+        raise Unsupported(f"{what} refuses padding > kernel_size // 2 (got padding {padding}, "
+                          f"kernel_size {kernel})")
+    return kernel, stride, padding
 
 
 # -- torch.optim under the oracle's hyperparameter names -------------------------------------
