@@ -119,13 +119,22 @@ def _cotangent(g, shape: tuple[int, ...]) -> np.ndarray:
 # --------------------------------------------------------------------------- kernels
 # Validated float64 input; pads explicit; stride and dilation pairs; no bias.
 
-def _cols(x: np.ndarray, pads: Pads, kernel_hw, stride, dilation, groups: int, out_hw):
-    """im2col: (N, G, C/G kh kw, Ho Wo) with cols[n, g, (c, p, q), (i, j)] =
-    xp[n, g C/G + c, i sh + p dh, j sw + q dw]; one copy of a strided view."""
+def _pad(x: np.ndarray, pads) -> np.ndarray:
+    """x (N, C, H, W) zero-padded by ((top, bottom), (left, right)); a negative pad crops."""
     n, c, h, w = x.shape
     (t, bo), (le, r) = pads
-    xp = np.zeros((n, c, h + t + bo, w + le + r))
-    xp[:, :, t:t + h, le:le + w] = x
+    x = x[:, :, max(-t, 0):h - max(-bo, 0), max(-le, 0):w - max(-r, 0)]
+    t, bo, le, r = (max(v, 0) for v in (t, bo, le, r))
+    xp = np.zeros((n, c, x.shape[2] + t + bo, x.shape[3] + le + r))
+    xp[:, :, t:t + x.shape[2], le:le + x.shape[3]] = x
+    return xp
+
+
+def _cols(x: np.ndarray, pads, kernel_hw, stride, dilation, groups: int, out_hw) -> np.ndarray:
+    """im2col: (N, G, C/G kh kw, Ho Wo) with cols[n, g, (c, p, q), (i, j)] =
+    xp[n, g C/G + c, i sh + p dh, j sw + q dw]; one copy of a strided view."""
+    xp = _pad(x, pads)
+    n, c = xp.shape[:2]
     sn, sc, sh, sw = xp.strides
     kh, kw = kernel_hw
     view = as_strided(xp, (n, groups, c // groups, kh, kw, *out_hw),
@@ -134,7 +143,7 @@ def _cols(x: np.ndarray, pads: Pads, kernel_hw, stride, dilation, groups: int, o
     return view.reshape(n, groups, (c // groups) * kh * kw, out_hw[0] * out_hw[1])
 
 
-def _forward(x, w, pads: Pads, stride, dilation, groups: int, out_hw) -> np.ndarray:
+def _forward(x, w, pads, stride, dilation, groups: int, out_hw) -> np.ndarray:
     """conv2d without bias, evaluated at the first out_hw output positions."""
     o = w.shape[0]
     cols = _cols(x, pads, w.shape[2:], stride, dilation, groups, out_hw)
@@ -152,19 +161,44 @@ def _grad_w(x, g, pads: Pads, kernel_hw, stride, dilation, groups: int) -> np.nd
 
 
 def _grad_x(g, w, in_hw, pads: Pads, stride, dilation, groups: int) -> np.ndarray:
-    """d<conv2d(x, w), g>/dx for x of spatial size in_hw: the col2im of w^T g."""
+    """d<conv2d(x, w), g>/dx for x of spatial size in_hw. Two algorithms, whichever is faster
+    for the shape (measured at one thread): at stride 1, when the im2col of g is at most twice
+    the size of the scatter's products (O H W <= 2 C Ho Wo), a full correlation of g with the
+    flipped kernel; otherwise a scatter-add over the kernel offsets."""
+    o, ho, wo = g.shape[1:]
+    if stride == (1, 1) and o * in_hw[0] * in_hw[1] <= 2 * w.shape[1] * groups * ho * wo:
+        return _grad_x_full(g, w, in_hw, pads, dilation, groups)
+    return _grad_x_scatter(g, w, in_hw, pads, stride, dilation, groups)
+
+
+def _grad_x_full(g, w, in_hw, pads: Pads, dilation, groups: int) -> np.ndarray:
+    """Stride 1: dx[y] = sum_p g[y + top - p d] w[p], i.e. conv2d of g with w flipped and
+    transposed per group, g padded (negative: cropped) by (k - 1) d - top below and to the
+    length H + (k - 1) d above (conv_transpose2d's output_padding can leave g short)."""
+    o, cg, kh, kw = w.shape
+    wf = w.reshape(groups, o // groups, cg, kh, kw)[..., ::-1, ::-1].swapaxes(1, 2)
+    wf = wf.reshape(groups * cg, o // groups, kh, kw)
+    reach = (dilation[0] * (kh - 1), dilation[1] * (kw - 1))
+    low = [reach[i] - pads[i][0] for i in range(2)]
+    full = tuple((low[i], in_hw[i] + reach[i] - low[i] - g.shape[2 + i]) for i in range(2))
+    return _forward(g, wf, full, (1, 1), dilation, groups, in_hw)
+
+
+def _grad_x_scatter(g, w, in_hw, pads: Pads, stride, dilation, groups: int) -> np.ndarray:
+    """col2im: dxp[n, c, i sh + p dh, j sw + q dw] += sum_o w[o, c, p, q] g[n, o, i, j] within
+    each group; per kernel offset (p, q) one batched matmul and one strided add."""
     n, o, ho, wo = g.shape
     _, cg, kh, kw = w.shape
-    wt = w.reshape(groups, o // groups, -1).swapaxes(-1, -2)          # (G, C/G kh kw, O/G)
-    gc = (wt @ g.reshape(n, groups, o // groups, ho * wo)).reshape(n, groups * cg, kh, kw, ho, wo)
     (t, bo), (le, r) = pads
-    dxp = np.zeros((n, groups * cg, in_hw[0] + t + bo, in_hw[1] + le + r))
+    dxp = np.zeros((n, groups, cg, in_hw[0] + t + bo, in_hw[1] + le + r))
+    wt = w.reshape(groups, o // groups, cg, kh, kw).transpose(3, 4, 0, 2, 1)  # (kh, kw, G, C/G, O/G)
+    gg = g.reshape(n, groups, o // groups, ho * wo)
     (sh, sw), (eh, ew) = stride, dilation
     for p in range(kh):
         for q in range(kw):
-            dxp[:, :, p * eh:p * eh + sh * (ho - 1) + 1:sh, q * ew:q * ew + sw * (wo - 1) + 1:sw] \
-                += gc[:, :, p, q]
-    return dxp[:, :, t:t + in_hw[0], le:le + in_hw[1]]
+            dxp[..., p * eh:p * eh + sh * (ho - 1) + 1:sh, q * ew:q * ew + sw * (wo - 1) + 1:sw] \
+                += (wt[p, q] @ gg).reshape(n, groups, cg, ho, wo)
+    return dxp.reshape(n, groups * cg, *dxp.shape[3:])[:, :, t:t + in_hw[0], le:le + in_hw[1]]
 
 
 # --------------------------------------------------------------------------- conv2d
