@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from reference import cnn
 from reference.optimizers import Optimizer
 
 DTYPES = ("float16", "bfloat16", "float32", "float64")
@@ -318,6 +319,49 @@ class Backend:
             history.append(float(self.to_numpy(value)))
             p, state = optimizer.update(grads, state, p)
         return p, history
+
+    def value_and_grad_aux(self, f: Callable[[list[Any]], tuple[Any, Any]], params: Sequence[Any]
+                           ) -> tuple[Any, list[Any], Any]:
+        """(value, d value / d params, aux) for f(params) -> (scalar, aux); aux (running
+        statistics) is carried out, not differentiated."""
+        box: dict[str, Any] = {}
+
+        def scalar(p):
+            value, box["aux"] = f(p)
+            return value
+
+        value, grads = self.value_and_grad(scalar, params)
+        return value, grads, box["aux"]
+
+    # -- convolutional networks, composed over the interface ------------------------------
+    def cnn_forward(self, arch: cnn.Architecture, params: Sequence[Any], state: Sequence[Any], x,
+                    training: bool = False, bn: dict[str, Any] | None = None) -> tuple[Any, list]:
+        """reference.cnn.apply over this backend's components: (logits, new running stats)."""
+        return cnn.apply(arch, self, params, state, x, training, bn)
+
+    def cnn_loss_and_grads(self, arch: cnn.Architecture, params: Sequence[Any],
+                           state: Sequence[Any], x, labels, bn: dict[str, Any] | None = None
+                           ) -> tuple[Any, list[Any], list[Any]]:
+        """(mean cross-entropy, gradient of every parameter, new state) in training mode."""
+        def f(p):
+            logits, new_state = self.cnn_forward(arch, p, state, x, True, bn)
+            return self.cross_entropy(logits, labels), new_state
+        return self.value_and_grad_aux(f, params)
+
+    def train_cnn(self, arch: cnn.Architecture, params: Sequence[Any], state: Sequence[Any], x,
+                  labels, optimizer: Optimizer, batches: Sequence[np.ndarray],
+                  bn: dict[str, Any] | None = None) -> tuple[list[Any], list[list[Any]], list[float]]:
+        """reference.cnn.train: (final params, state after every step, loss history)."""
+        p, s = list(params), list(state)
+        opt_state = optimizer.init(p)
+        states, history = [], []
+        for idx in batches:
+            value, grads, s = self.cnn_loss_and_grads(arch, p, s, self.take(x, idx),
+                                                      self.take(labels, idx), bn)
+            history.append(float(self.to_numpy(value)))
+            states.append(list(s))
+            p, opt_state = optimizer.update(grads, opt_state, p)
+        return p, states, history
 
     def take(self, x, idx: np.ndarray):
         """Rows ``idx`` of a native array."""

@@ -171,6 +171,22 @@ class JaxBackend(Backend):
         cot = jax.tree.map(lambda c, o: jnp.asarray(c, dtype=o.dtype), cotangent, out)
         return out, tuple(pullback(cot))
 
+    def value_and_grad_aux(self, f: Callable[[list[Any]], tuple[Any, Any]], params: Sequence[Any]
+                           ) -> tuple[Any, list[Any], Any]:
+        """jax.value_and_grad(has_aux=True): the aux (running statistics) leaves the trace as
+        values."""
+        (value, aux), grads = jax.value_and_grad(f, has_aux=True)(list(params))
+        return value, list(grads), aux
+
+    def component_vjp(self, name: str, primals: Sequence[Any], cotangent: Any, **kwargs: Any
+                      ) -> tuple[Any, tuple[Any, ...]]:
+        """The base VJP; a transpose rule JAX declares missing (NotImplementedError, e.g. the
+        max-pool VJP with window dilation) is Unsupported."""
+        try:
+            return super().component_vjp(name, primals, cotangent, **kwargs)
+        except NotImplementedError as exc:
+            raise Unsupported(f"jax has no VJP for {name} here: {exc}") from exc
+
     # -- dense and activations ------------------------------------------------------------
     def dense(self, x: jax.Array, w: jax.Array, b: jax.Array | None = None) -> jax.Array:
         """x @ w + b with w (I, O), the oracle's (and flax's) layout."""
@@ -316,7 +332,8 @@ class JaxBackend(Backend):
                    dilation: Any = 1, ceil_mode: bool = False, ties: str = "first") -> jax.Array:
         """flax.linen.max_pool's lax.reduce_window(x, -inf, lax.max) (NHWC inside), with
         explicit padding pairs and window_dilation. No ceil_mode; its VJP sends a window's
-        gradient to the first maximum (ties="first")."""
+        gradient to the first maximum (ties="first"), and JAX has none with window dilation
+        (NotImplementedError: Unsupported, see component_vjp)."""
         if ceil_mode:
             raise Unsupported("flax/lax pooling has no ceil_mode (ceil_mode=False)")
         if ties != "first":

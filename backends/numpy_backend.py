@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 
 from backends.base import Backend, Unsupported
+from reference import cnn
 from reference import mlp as M
 from reference import optimizers as O
-from reference.registry import COMPONENTS, call_vjp
+from reference.registry import COMPONENTS, OUTPUTS, call_vjp
 
 
 def _component(name: str):
@@ -56,6 +57,8 @@ class NumpyBackend(Backend):
         if name not in self.vjps:
             raise Unsupported(f"numpy backend has no VJP for {name!r}")
         out = getattr(self, name)(*primals, **kwargs)
+        if name in OUTPUTS:
+            out = out[0]
         grads = call_vjp(self.vjps[name], name, primals, cotangent, **kwargs)
         return out, tuple(grads[: len(primals)])
 
@@ -68,6 +71,14 @@ class NumpyBackend(Backend):
     def mlp_loss_and_grads(self, params, x, target, activation="tanh", loss="mse"):
         return M.mlp_loss_and_grads(params, x, target, activation, loss)
 
+    def cnn_forward(self, arch, params, state, x, training=False, bn=None):
+        return cnn.forward(arch, params, state, x, training, bn)
+
+    def cnn_loss_and_grads(self, arch, params, state, x, labels, bn=None):
+        """The oracle's hand-chained backward (reference.cnn.loss_and_grads)."""
+        return cnn.loss_and_grads(arch, params, state, x, labels, bn)
+
 
 for _name in COMPONENTS:
     setattr(NumpyBackend, _name, _component(_name))
+

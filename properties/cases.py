@@ -7,25 +7,17 @@ underflowing ranges where a result must still be right in relative terms.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
 
+from properties.cnn_cases import CNN_CASES
+from properties.inputs import Case, Inputs
 from properties.strategies import floats_array, kink_free, shapes
 from properties.tolerance import round_to
 
-
-@dataclass
-class Inputs:
-    primals: tuple[np.ndarray, ...]
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    terms: int = 1
-
-
-Case = Callable[[st.DataObject, str, bool], Inputs]
+__all__ = ["CASES", "TAIL_CASES", "Case", "Inputs"]
 
 #: activations whose derivative jumps at these points
 _KINKS = {"relu": (0.0,), "leaky_relu": (0.0,), "elu": (0.0,)}
@@ -153,6 +145,7 @@ CASES: dict[str, Case] = {
     "bce_with_logits": _bce,
     "cross_entropy": _cross_entropy,
     "nll_loss": _nll,
+    **CNN_CASES,
 }
 """Every component the properties check, by the oracle's name."""
 

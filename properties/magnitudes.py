@@ -16,7 +16,13 @@ from typing import Any
 import numpy as np
 from scipy import special
 
+from reference import registry
 from reference.activations import softmax
+
+#: bilinear components y = f(x, w) + b: the terms summed are those of f(|x|, |w|)
+_BILINEAR = ("conv2d", "conv1d", "conv_transpose2d")
+#: components linear in x whose terms are all of one sign for |x| (sums and means)
+_LINEAR_SUMS = ("avg_pool2d", "global_avg_pool2d")
 
 
 def _class_weights(kwargs, n, k):
@@ -41,6 +47,10 @@ def forward_terms(name: str, primals: tuple[np.ndarray, ...], kwargs: dict[str, 
     if name == "dense":
         x, w, b = primals
         return np.abs(x) @ np.abs(w) + np.abs(b)
+    if name in _BILINEAR:
+        return registry.forward(name, tuple(np.abs(p) for p in primals), **kwargs)
+    if name in _LINEAR_SUMS:
+        return registry.forward(name, (np.abs(primals[0]),), **kwargs)
     if name == "log_softmax":
         (x,) = primals
         axis = kwargs.get("axis", -1)
@@ -64,6 +74,14 @@ def vjp_terms(name: str, primals: tuple[np.ndarray, ...], kwargs: dict[str, Any]
     if name == "dense":
         x, w, _ = primals
         return [g @ np.abs(w).T, np.abs(x).T @ g, g.sum(axis=0)]
+    if name in _BILINEAR:
+        # dx is linear in (w, g) and dw in (x, g): each is the VJP with absolute values
+        return list(registry.vjp(name, tuple(np.abs(p) for p in primals), g, **kwargs))
+    if name in _LINEAR_SUMS or name == "max_pool2d":
+        # the VJP adds the cotangents of every window an input belongs to
+        return list(registry.vjp(name, primals, g, **kwargs))
+    if name == "batch_norm":
+        return _batch_norm_vjp_terms(primals, kwargs, g)
     if name in ("tanh", "sigmoid", "silu", "gelu"):
         (x,) = primals
         if name == "tanh":
@@ -100,3 +118,25 @@ def vjp_terms(name: str, primals: tuple[np.ndarray, ...], kwargs: dict[str, Any]
         gi = g if red == "none" else np.broadcast_to(g / (x.size if red == "mean" else 1), x.shape)
         return [gi * (special.expit(x) + y)]
     return None
+
+
+def _batch_norm_vjp_terms(primals, kwargs, g):
+    """Training: dx = r w (g - mean(g) - xhat mean(g xhat)) with r = 1 / sqrt(var + eps) sums
+    terms of size r |w| (|g| + mean|g| + |xhat| mean|g xhat|), far above dx when g is nearly
+    affine in xhat; dw = sum g xhat and db = sum g sum |g xhat| and |g|. Eval mode multiplies
+    only: no terms beyond the result."""
+    x, weight, _ = primals
+    axes = (0, *range(2, x.ndim))
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    if kwargs.get("training", True):
+        mu = x.mean(axis=axes, keepdims=True)
+        r = 1.0 / np.sqrt(((x - mu) ** 2).mean(axis=axes, keepdims=True) + kwargs.get("eps", 1e-5))
+        xhat = np.abs((x - mu) * r)
+    else:
+        r = 1.0 / np.sqrt(np.asarray(kwargs["running_var"]).reshape(shape) + kwargs.get("eps", 1e-5))
+        xhat = np.abs((x - np.asarray(kwargs["running_mean"]).reshape(shape)) * r)
+    w = np.ones_like(r) if weight is None else np.abs(weight).reshape(shape)
+    gx = g * xhat
+    dx = r * w * (g + g.mean(axis=axes, keepdims=True) + xhat * gx.mean(axis=axes, keepdims=True)) \
+        if kwargs.get("training", True) else g * r * w
+    return [dx, gx.sum(axis=axes), g.sum(axis=axes)]

@@ -172,7 +172,9 @@ def assert_within(what: str, actual, expected, bound: np.ndarray) -> Comparison:
     else:
         with np.errstate(invalid="ignore"):
             err = np.abs(a - e)
-            ratio = np.where(np.isnan(err), np.inf, err / np.broadcast_to(bound, e.shape))
+            bound = np.broadcast_to(bound, e.shape)
+            # an exact match passes even a zero bound (a value that must not change)
+            ratio = np.where(err == 0, 0.0, np.where(np.isnan(err), np.inf, err / bound))
         i = np.unravel_index(int(np.argmax(ratio)), ratio.shape) if ratio.size else ()
         margin = float(ratio[i]) if ratio.size else 0.0
         c = Comparison(what, margin, f"worst at {tuple(int(k) for k in i)}: got {a[i]!r}, "

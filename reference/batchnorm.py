@@ -86,9 +86,11 @@ def batch_norm(x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None
     if training:
         mu, xc, var = _centred(x, n)
         stat_var = var * (n / (n - 1)) if unbiased_running_var else var
-        keep = 1.0 - momentum if momentum_convention == "torch" else momentum
-        new_rm = keep * rm + (1.0 - keep) * mu
-        new_rv = keep * rv + (1.0 - keep) * stat_var
+        # each weight written as given: 1 - (1 - m) would lose a small m
+        keep, take = (1.0 - momentum, momentum) if momentum_convention == "torch" else \
+            (momentum, 1.0 - momentum)
+        new_rm = keep * rm + take * mu
+        new_rv = keep * rv + take * stat_var
     else:
         var, xc = rv, x - _per_channel(rm, x)
         new_rm, new_rv = rm.copy(), rv.copy()

@@ -1,0 +1,333 @@
+"""Convolutional architectures as data, one forward over any ops, and the oracle's backward.
+
+An Architecture is a sequence of layers; ``apply`` runs it over ``ops``, which is either the
+oracle's namespace (ORACLE_OPS) or a Backend: both have conv2d, batch_norm, relu, max_pool2d,
+flatten, global_avg_pool2d and dense with the same names and signatures, so the oracle and
+every backend run the same network. ``loss_and_grads`` is the oracle's hand-chained backward.
+
+Layout: x (N, C, H, W); conv weights OIHW; dense weights (I, O). params is a flat list in
+layer order (conv: w[, b]; bn: weight, bias; dense: w, b; block: see reference.residual),
+state the running mean and variance of every batch norm in layer order. ``bn`` holds the
+batch-norm conventions (momentum, eps, momentum_convention, unbiased_running_var).
+The loss is the mean cross-entropy of the logits (N, classes) against integer labels (N,).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from reference import activations as A
+from reference import batchnorm as B
+from reference import conv as C
+from reference import dense as D
+from reference import losses as L
+from reference import pooling as P
+from reference import residual as R
+from reference._validate import as_float, as_labels
+from reference.optimizers import Optimizer
+
+LAYER_KINDS = ("conv", "bn", "relu", "max_pool", "flatten", "global_avg_pool", "dense", "block")
+
+ORACLE_OPS = SimpleNamespace(conv2d=C.conv2d, batch_norm=B.batch_norm, relu=A.relu,
+                             max_pool2d=P.max_pool2d, flatten=P.flatten,
+                             global_avg_pool2d=P.global_avg_pool2d, dense=D.dense)
+"""The oracle's components under the names ``apply`` calls."""
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer. ``out``: output channels (conv, block) or features (dense); ``kernel``,
+    ``stride``, ``padding``: of a conv or max-pool (pool stride = kernel); ``bias``: conv bias;
+    ``projection``: a block's 1x1-projection shortcut."""
+
+    kind: str
+    out: int = 0
+    kernel: int = 3
+    stride: int = 1
+    padding: int = 0
+    bias: bool = True
+    projection: bool = False
+
+    def sizes(self) -> tuple[int, int]:
+        """(number of params, number of state arrays)."""
+        if self.kind == "conv":
+            return (2 if self.bias else 1), 0
+        if self.kind in ("bn", "dense"):
+            return 2, (2 if self.kind == "bn" else 0)
+        if self.kind == "block":
+            return R.block_sizes(self.projection)
+        return 0, 0
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A network: input shape (C, H, W) and layers."""
+
+    name: str
+    input_shape: tuple[int, int, int]
+    layers: tuple[Layer, ...]
+    classes: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        for layer in self.layers:
+            if layer.kind not in LAYER_KINDS:
+                raise ValueError(f"layers: unknown kind {layer.kind!r}; expected one of {LAYER_KINDS}")
+        object.__setattr__(self, "classes", self.shapes()[2][-1])
+
+    def shapes(self) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]], tuple[int, ...]]:
+        """(param shapes, state shapes, output shape without the batch axis)."""
+        params: list[tuple[int, ...]] = []
+        state: list[tuple[int, ...]] = []
+        shape: tuple[int, ...] = self.input_shape
+        for layer in self.layers:
+            k, s, p = layer.kernel, layer.stride, layer.padding
+            if layer.kind in ("conv", "block"):
+                c, h, w = shape
+                if layer.kind == "conv":
+                    params += [(layer.out, c, k, k)] + ([(layer.out,)] if layer.bias else [])
+                    shape = (layer.out, (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1)
+                else:
+                    o = layer.out
+                    params += [(o, c, 3, 3), (o,), (o,), (o, o, 3, 3), (o,), (o,)]
+                    state += [(o,)] * 4
+                    if layer.projection:
+                        params += [(o, c, 1, 1), (o,), (o,)]
+                        state += [(o,)] * 2
+                    elif (o, s) != (c, 1):
+                        raise ValueError(f"layers: an identity block keeps {c} channels and stride "
+                                         f"1; got out={o}, stride={s} (use projection=True)")
+                    shape = (o, (h - 1) // s + 1, (w - 1) // s + 1)
+            elif layer.kind == "bn":
+                params += [(shape[0],), (shape[0],)]
+                state += [(shape[0],), (shape[0],)]
+            elif layer.kind == "max_pool":
+                c, h, w = shape
+                shape = (c, h // k, w // k)
+            elif layer.kind == "flatten":
+                shape = (int(np.prod(shape)),)
+            elif layer.kind == "global_avg_pool":
+                shape = (shape[0],)
+            elif layer.kind == "dense":
+                params += [(shape[0], layer.out), (layer.out,)]
+                shape = (layer.out,)
+            if min(shape) < 1:
+                raise ValueError(f"input_shape: {self.input_shape} is too small for {self.name} "
+                                 f"(a layer output would have shape {shape})")
+        return params, state, shape
+
+    def param_names(self) -> list[str]:
+        """A name per parameter, e.g. 'layer0.conv.w', 'layer4.block.bn2.weight'."""
+        names = []
+        for i, layer in enumerate(self.layers):
+            own = {"conv": ["w", "b"][:layer.sizes()[0]], "bn": ["weight", "bias"],
+                   "dense": ["w", "b"], "block": R.PARAM_NAMES[:layer.sizes()[0]]}
+            names += [f"layer{i}.{layer.kind}.{n}" for n in own.get(layer.kind, [])]
+        return names
+
+    def init(self, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """(params, state): He-normal conv and dense weights (std sqrt(2 / fan_in)), zero
+        biases, batch-norm weight 1 and bias 0, running mean 0 and variance 1."""
+        rng = np.random.default_rng(seed)
+        params = []
+        shapes, state_shapes, _ = self.shapes()
+        for i, shape in enumerate(shapes):
+            if len(shape) > 1:
+                fan_in = int(np.prod(shape[1:])) if len(shape) == 4 else shape[0]
+                params.append(rng.standard_normal(shape) * np.sqrt(2.0 / fan_in))
+            else:  # bn weight where a bn weight sits (the first of a bn's two vectors)
+                params.append(np.ones(shape) if self._is_bn_weight(i) else np.zeros(shape))
+        state = [np.zeros(s) if i % 2 == 0 else np.ones(s) for i, s in enumerate(state_shapes)]
+        return params, state
+
+    def _is_bn_weight(self, index: int) -> bool:
+        i = 0
+        for layer in self.layers:
+            n, _ = layer.sizes()
+            if index < i + n:
+                j = index - i
+                if layer.kind == "bn":
+                    return j == 0
+                return layer.kind == "block" and j in (1, 4, 7)
+            i += n
+        return False
+
+
+def lenet(in_channels: int = 1, size: int = 28, channels: tuple[int, int] = (6, 16),
+          kernel: int = 5, hidden: tuple[int, int] = (120, 84), classes: int = 10) -> Architecture:
+    """LeNet-5 style: conv(k, pad k//2) relu maxpool2, conv(k) relu maxpool2, flatten,
+    dense relu, dense relu, dense."""
+    c1, c2 = channels
+    return Architecture("lenet", (in_channels, size, size), (
+        Layer("conv", c1, kernel, padding=kernel // 2), Layer("relu"), Layer("max_pool", kernel=2),
+        Layer("conv", c2, kernel), Layer("relu"), Layer("max_pool", kernel=2), Layer("flatten"),
+        Layer("dense", hidden[0]), Layer("relu"), Layer("dense", hidden[1]), Layer("relu"),
+        Layer("dense", classes)))
+
+
+def resnet(in_channels: int = 3, size: int = 32, width: int = 16, classes: int = 10) -> Architecture:
+    """A small ResNet: stem conv3x3 (no bias), bn, relu; an identity block (width); a stride-2
+    projection block (2 width); global average pooling; dense head."""
+    return Architecture("resnet", (in_channels, size, size), (
+        Layer("conv", width, 3, padding=1, bias=False), Layer("bn"), Layer("relu"),
+        Layer("block", width), Layer("block", 2 * width, stride=2, projection=True),
+        Layer("global_avg_pool"), Layer("dense", classes)))
+
+
+def _split(arch: Architecture, params: Sequence[Any], state: Sequence[Any]):
+    """Per layer (params, state) slices."""
+    shapes, state_shapes, _ = arch.shapes()
+    if len(params) != len(shapes):
+        raise ValueError(f"params: expected {len(shapes)} arrays for {arch.name}, got {len(params)}")
+    if len(state) != len(state_shapes):
+        raise ValueError(f"state: expected {len(state_shapes)} arrays for {arch.name}, "
+                         f"got {len(state)}")
+    i = j = 0
+    out = []
+    for layer in arch.layers:
+        n, m = layer.sizes()
+        out.append((list(params[i:i + n]), list(state[j:j + m])))
+        i, j = i + n, j + m
+    return out
+
+
+def apply_layer(layer: Layer, ops: Any, p: Sequence[Any], s: Sequence[Any], h,
+                training: bool, bn: dict[str, Any]) -> tuple[Any, list]:
+    """(output, new state of its batch norms) of one layer over ``ops``."""
+    if layer.kind == "conv":
+        return ops.conv2d(h, p[0], p[1] if layer.bias else None, stride=layer.stride,
+                          padding=layer.padding), []
+    if layer.kind == "bn":
+        y, rm, rv = ops.batch_norm(h, p[0], p[1], s[0], s[1], training=training, **bn)
+        return y, [rm, rv]
+    if layer.kind == "relu":
+        return ops.relu(h), []
+    if layer.kind == "max_pool":
+        return ops.max_pool2d(h, layer.kernel), []
+    if layer.kind == "flatten":
+        return ops.flatten(h), []
+    if layer.kind == "global_avg_pool":
+        return ops.global_avg_pool2d(h), []
+    if layer.kind == "dense":
+        return ops.dense(h, p[0], p[1]), []
+    return R.residual_block(ops, h, p, s, layer.stride, training, bn)
+
+
+def apply(arch: Architecture, ops: Any, params: Sequence[Any], state: Sequence[Any], x,
+          training: bool = False, bn: dict[str, Any] | None = None) -> tuple[Any, list]:
+    """(logits, new state): the network over ``ops`` (ORACLE_OPS or a Backend)."""
+    new_state: list = []
+    h = x
+    for layer, (p, s) in zip(arch.layers, _split(arch, params, state), strict=True):
+        h, st = apply_layer(layer, ops, p, s, h, training, bn or {})
+        new_state += st
+    return h, new_state
+
+
+def _check(arch: Architecture, params, state, x):
+    shapes, state_shapes, _ = arch.shapes()
+    params = [as_float(f"params[{i}]", p) for i, p in enumerate(params)]
+    state = [as_float(f"state[{i}]", s) for i, s in enumerate(state)]
+    for name, arrays, want in (("params", params, shapes), ("state", state, state_shapes)):
+        if len(arrays) != len(want):
+            raise ValueError(f"{name}: expected {len(want)} arrays for {arch.name}, got {len(arrays)}")
+        for i, (a, s) in enumerate(zip(arrays, want, strict=True)):
+            if a.shape != s:
+                raise ValueError(f"{name}[{i}]: expected shape {s}, got {a.shape}")
+    x = as_float("x", x, 4)
+    if x.shape[1:] != arch.input_shape:
+        raise ValueError(f"x: expected shape (N, {', '.join(map(str, arch.input_shape))}), "
+                         f"got {x.shape}")
+    return params, state, x
+
+
+def forward(arch: Architecture, params: Sequence[np.ndarray], state: Sequence[np.ndarray],
+            x: np.ndarray, training: bool = False, bn: dict[str, Any] | None = None
+            ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(logits (N, classes), new state) of the oracle."""
+    params, state, x = _check(arch, params, state, x)
+    return apply(arch, ORACLE_OPS, params, state, x, training, bn)
+
+
+def loss_and_grads(arch: Architecture, params: Sequence[np.ndarray], state: Sequence[np.ndarray],
+                   x: np.ndarray, labels: np.ndarray, bn: dict[str, Any] | None = None
+                   ) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
+    """(mean cross-entropy, its gradient for every parameter, new state), in training mode,
+    by the chain rule layer by layer (the oracle's own VJPs, no autodiff)."""
+    params, state, x = _check(arch, params, state, x)
+    labels = as_labels("labels", labels, x.shape[0], arch.classes)
+    bn = bn or {}
+    tape = []
+    new_state: list[np.ndarray] = []
+    h = x
+    for layer, (p, s) in zip(arch.layers, _split(arch, params, state), strict=True):
+        tape.append((layer, h, p, s))
+        if layer.kind == "block":
+            h, st, block_tape = R.residual_block_forward(h, p, s, layer.stride, True, bn)
+            tape[-1] = (layer, block_tape, p, s)
+            new_state += st
+            continue
+        h, st = apply_layer(layer, ORACLE_OPS, p, s, h, True, bn)
+        new_state += st
+    value = float(L.cross_entropy(h, labels))
+    (g,) = L.cross_entropy_vjp(h, labels, np.float64(1.0))
+    grads: list[np.ndarray] = []
+    for layer, h_in, p, s in reversed(tape):
+        g, gp = _layer_backward(layer, h_in, p, s, g, bn)
+        grads[:0] = gp
+    return value, grads, new_state
+
+
+def _layer_backward(layer: Layer, h, p, s, g, bn) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(d input, d params) of one layer for the cotangent g of its output."""
+    if layer.kind == "conv":
+        b = p[1] if layer.bias else None
+        dx, dw, db = C.conv2d_vjp(h, p[0], b, g, stride=layer.stride, padding=layer.padding)
+        return dx, [dw] + ([db] if layer.bias else [])
+    if layer.kind == "bn":
+        dx, dw, db = B.batch_norm_vjp(h, p[0], p[1], g, s[0], s[1], training=True, **bn)
+        return dx, [dw, db]
+    if layer.kind == "relu":
+        return A.relu_vjp(h, g)[0], []
+    if layer.kind == "max_pool":
+        return P.max_pool2d_vjp(h, g, layer.kernel)[0], []
+    if layer.kind == "flatten":
+        return P.flatten_vjp(h, g)[0], []
+    if layer.kind == "global_avg_pool":
+        return P.global_avg_pool2d_vjp(h, g)[0], []
+    if layer.kind == "dense":
+        dx, dw, db = D.dense_vjp(h, p[0], p[1], g)
+        return dx, [dw, db]
+    return R.residual_block_backward(h, g)  # h is the block's tape
+
+
+def train(arch: Architecture, params: Sequence[np.ndarray], state: Sequence[np.ndarray],
+          x: np.ndarray, labels: np.ndarray, optimizer: Optimizer, batches: Sequence[np.ndarray],
+          bn: dict[str, Any] | None = None, callback: Callable | None = None
+          ) -> tuple[list[np.ndarray], list[list[np.ndarray]], list[float]]:
+    """Mini-batch training: one optimizer step per index array in ``batches``. Returns the
+    final params, the state after every step, and the loss of each batch before its step.
+    ``callback(params, state, idx)``, if given, sees each step's inputs before the step."""
+    x = as_float("x", x, 4)
+    labels = np.asarray(labels)
+    p = [as_float(f"params[{i}]", q) for i, q in enumerate(params)]
+    s = [as_float(f"state[{i}]", q) for i, q in enumerate(state)]
+    opt_state = optimizer.init(p)
+    states, history = [], []
+    for j, idx in enumerate(batches):
+        idx = np.asarray(idx)
+        if idx.dtype.kind not in "iu" or idx.ndim != 1 or idx.size == 0 or \
+                idx.min() < 0 or idx.max() >= x.shape[0]:
+            raise ValueError(f"batches[{j}]: expected a non-empty 1-D array of row indices "
+                             f"into x ({x.shape[0]} rows), got {idx!r}")
+        if callback is not None:
+            callback(p, s, idx)
+        value, grads, s = loss_and_grads(arch, p, s, x[idx], labels[idx], bn)
+        history.append(value)
+        states.append(s)
+        p, opt_state = optimizer.update(grads, opt_state, p)
+    return p, states, history
