@@ -138,7 +138,7 @@ def _cols(x: np.ndarray, pads, kernel_hw, stride, dilation, groups: int, out_hw)
     sn, sc, sh, sw = xp.strides
     kh, kw = kernel_hw
     view = as_strided(xp, (n, groups, c // groups, kh, kw, *out_hw),
-                      (sn, sc, sc, sh * dilation[0], sw * dilation[1],
+                      (sn, sc * (c // groups), sc, sh * dilation[0], sw * dilation[1],
                        sh * stride[0], sw * stride[1]), writeable=False)
     return view.reshape(n, groups, (c // groups) * kh * kw, out_hw[0] * out_hw[1])
 
