@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from scipy import special
 
-from reference import registry
+from reference import cnn, registry
 from reference.activations import softmax
 
 #: bilinear components y = f(x, w) + b: the terms summed are those of f(|x|, |w|)
@@ -140,3 +140,35 @@ def _batch_norm_vjp_terms(primals, kwargs, g):
     dx = r * w * (g + g.mean(axis=axes, keepdims=True) + xhat * gx.mean(axis=axes, keepdims=True)) \
         if kwargs.get("training", True) else g * r * w
     return [dx, gx.sum(axis=axes), g.sum(axis=axes)]
+
+
+def _abs_conv2d_vjp(x, w, b, g, **kw):
+    return registry.COMPONENTS["conv2d"][1](np.abs(x), np.abs(w), None if b is None else np.abs(b),
+                                            g, **kw)
+
+
+def _abs_batch_norm_vjp(x, weight, bias, g, running_mean, running_var, **kw):
+    return _batch_norm_vjp_terms((x, weight, bias),
+                                 {**kw, "running_mean": running_mean, "running_var": running_var}, g)
+
+
+def _abs_dense_vjp(x, w, b, g):
+    return g @ np.abs(w).T, np.abs(x).T @ g, g.sum(axis=0)
+
+
+#: VJPs in magnitude: each takes the magnitude M of the output's cotangent and returns the
+#: magnitude of the terms each gradient sums (ReLU, pooling and flatten route or average
+#: nonnegative values, so their own VJPs already do that).
+MAGNITUDE_VJPS = {**cnn.ORACLE_VJPS, "conv2d": _abs_conv2d_vjp, "batch_norm": _abs_batch_norm_vjp,
+                  "dense": _abs_dense_vjp}
+
+
+def cnn_terms(arch: cnn.Architecture, params, state, x, labels, bn) -> tuple[float, list[np.ndarray]]:
+    """(M of the loss, M of every parameter gradient) of a CNN in training mode: the oracle's
+    backward chained in magnitude (a running error bound: each gradient is a sum of products
+    whose magnitudes these are, so a backend's rounding moves it by about eps times them)."""
+    logits, _, tape = cnn.forward_tape(arch, params, state, x, bn)
+    kw = {"labels": labels, "reduction": "mean"}
+    loss_m = float(forward_terms("cross_entropy", (logits,), kw))
+    (g,) = vjp_terms("cross_entropy", (logits,), kw, np.float64(1.0))
+    return loss_m, cnn.backward(tape, g, bn, MAGNITUDE_VJPS)

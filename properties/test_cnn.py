@@ -12,11 +12,12 @@ from hypothesis import strategies as st
 
 from backends import harness
 from properties.checks import unsupported_as_skip
+from properties.magnitudes import cnn_terms
 from properties.optimizer_cases import HYPERS
 from properties.strategies import conventions, seeded_array
-from properties.tolerance import EPS, assert_close, round_to, sensitivity
+from properties.tolerance import DELTA, EPS, assert_close, round_to, sensitivity
 from reference import cnn
-from reference.optimizers import make_optimizer
+from reference.optimizers import Optimizer, make_optimizer
 
 ARCHITECTURES = ("lenet", "resnet")
 #: the conventions the networks' batch norms take from each backend
@@ -150,11 +151,12 @@ def test_cnn_gradients(backend, dtype, component, data):
                                        (prob.arch, prob.params, prob.state, prob.x, prob.labels),
                                        {"bn": prob.bn}, dtype)
     conds = sensitivity(f, arrays)
-    assert_close(f"{component} loss", value, expected[0], dtype, conds[0], prob.terms)
+    loss_m, grad_m = cnn_terms(prob.arch, prob.params, prob.state, prob.x, prob.labels, prob.bn)
+    assert_close(f"{component} loss", value, expected[0], dtype, conds[0] + loss_m, prob.terms)
     assert len(grads) == len(prob.params), f"{len(grads)} gradients for {len(prob.params)} params"
     names = prob.arch.param_names()
-    for i, (g, e, c) in enumerate(zip(grads, expected[1:], conds[1:], strict=True)):
-        assert_close(f"{component} gradient of {names[i]}", g, e, dtype, c, prob.terms)
+    for i, (g, e, c, m) in enumerate(zip(grads, expected[1:], conds[1:], grad_m, strict=True)):
+        assert_close(f"{component} gradient of {names[i]}", g, e, dtype, c + m, prob.terms)
 
 
 @pytest.mark.dtypes("float32", "float64")
@@ -175,20 +177,44 @@ def test_cnn_training(backend, dtype, component, optimizer, data):
     batch = data.draw(st.integers(2, n), label="batch_size")
     batches = [rng.permutation(n)[:batch] for _ in range(steps)]
 
-    def run(arrays, callback=None):
+    def run(arrays, noise=None):
+        """The oracle's training; with ``noise`` (a Generator) every step's gradients move by
+        DELTA times their rounding magnitude (cnn_terms), in random directions."""
         p, s, x = prob.rebuild(arrays)
-        final, states, history = cnn.train(prob.arch, p, s, x, prob.labels,
-                                           make_optimizer(optimizer, **hyper), batches, prob.bn,
-                                           callback)
-        return [np.asarray(history), *[a for st_ in states for a in st_], *final]
+        opt = base = make_optimizer(optimizer, **hyper)
+        seen = {"loss_m": []}
+
+        def callback(p_, s_, idx):
+            avoid_kinks(prob, dtype, p_, s_, idx)
+            loss_m, seen["grad_m"] = cnn_terms(prob.arch, p_, s_, x[idx], prob.labels[idx], prob.bn)
+            seen["loss_m"].append(loss_m)
+
+        if noise is not None:
+            def update(grads, state, params):
+                moved = [g + DELTA * m * noise.standard_normal(g.shape)
+                         for g, m in zip(grads, seen["grad_m"], strict=True)]
+                return base.update(moved, state, params)
+            opt = Optimizer(base.init, update)
+        final, states, history = cnn.train(prob.arch, p, s, x, prob.labels, opt, batches,
+                                           prob.bn, callback)
+        return [np.asarray(history), *[a for st_ in states for a in st_], *final], seen["loss_m"]
 
     arrays = prob.float_inputs()
-    expected = run(arrays, lambda p, s, idx: avoid_kinks(prob, dtype, p, s, idx))
+    expected, loss_m = run(arrays)
     with unsupported_as_skip():
         final, states, history = harness.train_cnn(
             backend, prob.arch, prob.params, prob.state, prob.x, prob.labels, optimizer, hyper,
             batches, prob.bn, dtype)
-    conds = sensitivity(run, arrays)
+    # condition on the inputs, plus how each step's gradient rounding (eps M) propagates
+    conds = sensitivity(lambda a: run(a)[0], arrays)
+    rng = np.random.default_rng(20261124)
+    spread = [np.zeros_like(e) for e in expected]
+    for _ in range(4):
+        moved, _ = run(arrays, rng)
+        spread = [np.maximum(sp, np.abs(mv - e)) for sp, mv, e in zip(spread, moved, expected,
+                                                                        strict=True)]
+    conds = [c + sp / DELTA for c, sp in zip(conds, spread, strict=True)]
+    conds[0] = conds[0] + np.asarray(loss_m)  # each recorded loss carries its own rounding
     terms = prob.terms * steps
     assert_close("loss history", history, expected[0], dtype, conds[0], terms)
     m = len(prob.state)

@@ -253,56 +253,79 @@ def forward(arch: Architecture, params: Sequence[np.ndarray], state: Sequence[np
     return apply(arch, ORACLE_OPS, params, state, x, training, bn)
 
 
-def loss_and_grads(arch: Architecture, params: Sequence[np.ndarray], state: Sequence[np.ndarray],
-                   x: np.ndarray, labels: np.ndarray, bn: dict[str, Any] | None = None
-                   ) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
-    """(mean cross-entropy, its gradient for every parameter, new state), in training mode,
-    by the chain rule layer by layer (the oracle's own VJPs, no autodiff)."""
+ORACLE_VJPS: dict[str, Callable] = {
+    "conv2d": C.conv2d_vjp, "batch_norm": B.batch_norm_vjp, "relu": A.relu_vjp,
+    "max_pool2d": P.max_pool2d_vjp, "flatten": P.flatten_vjp,
+    "global_avg_pool2d": P.global_avg_pool2d_vjp, "dense": D.dense_vjp,
+}
+"""The VJP the backward chains for each component (the oracle's own, no autodiff)."""
+
+
+def forward_tape(arch: Architecture, params: Sequence[np.ndarray], state: Sequence[np.ndarray],
+                 x: np.ndarray, bn: dict[str, Any] | None = None
+                 ) -> tuple[np.ndarray, list[np.ndarray], list]:
+    """(logits, new state, tape) in training mode; the tape holds each layer's input."""
     params, state, x = _check(arch, params, state, x)
-    labels = as_labels("labels", labels, x.shape[0], arch.classes)
     bn = bn or {}
     tape = []
     new_state: list[np.ndarray] = []
     h = x
     for layer, (p, s) in zip(arch.layers, _split(arch, params, state), strict=True):
-        tape.append((layer, h, p, s))
         if layer.kind == "block":
-            h, st, block_tape = R.residual_block_forward(h, p, s, layer.stride, True, bn)
-            tape[-1] = (layer, block_tape, p, s)
-            new_state += st
-            continue
-        h, st = apply_layer(layer, ORACLE_OPS, p, s, h, True, bn)
+            out, st, block_tape = R.residual_block_forward(h, p, s, layer.stride, True, bn)
+            tape.append((layer, block_tape, p, s))
+        else:
+            tape.append((layer, h, p, s))
+            out, st = apply_layer(layer, ORACLE_OPS, p, s, h, True, bn)
+        h = out
         new_state += st
-    value = float(L.cross_entropy(h, labels))
-    (g,) = L.cross_entropy_vjp(h, labels, np.float64(1.0))
+    return h, new_state, tape
+
+
+def backward(tape: list, g: np.ndarray, bn: dict[str, Any] | None = None,
+             vjps: dict[str, Callable] = ORACLE_VJPS) -> list[np.ndarray]:
+    """The gradient of every parameter for the cotangent g of the logits, chaining ``vjps``
+    backwards over the tape of forward_tape."""
     grads: list[np.ndarray] = []
     for layer, h_in, p, s in reversed(tape):
-        g, gp = _layer_backward(layer, h_in, p, s, g, bn)
+        g, gp = _layer_backward(layer, h_in, p, s, g, bn or {}, vjps)
         grads[:0] = gp
-    return value, grads, new_state
+    return grads
 
 
-def _layer_backward(layer: Layer, h, p, s, g, bn) -> tuple[np.ndarray, list[np.ndarray]]:
+def loss_and_grads(arch: Architecture, params: Sequence[np.ndarray], state: Sequence[np.ndarray],
+                   x: np.ndarray, labels: np.ndarray, bn: dict[str, Any] | None = None
+                   ) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
+    """(mean cross-entropy, its gradient for every parameter, new state), in training mode,
+    by the chain rule layer by layer (the oracle's own VJPs, no autodiff)."""
+    logits, new_state, tape = forward_tape(arch, params, state, x, bn)
+    labels = as_labels("labels", labels, logits.shape[0], arch.classes)
+    value = float(L.cross_entropy(logits, labels))
+    (g,) = L.cross_entropy_vjp(logits, labels, np.float64(1.0))
+    return value, backward(tape, g, bn), new_state
+
+
+def _layer_backward(layer: Layer, h, p, s, g, bn, vjps) -> tuple[np.ndarray, list[np.ndarray]]:
     """(d input, d params) of one layer for the cotangent g of its output."""
     if layer.kind == "conv":
         b = p[1] if layer.bias else None
-        dx, dw, db = C.conv2d_vjp(h, p[0], b, g, stride=layer.stride, padding=layer.padding)
+        dx, dw, db = vjps["conv2d"](h, p[0], b, g, stride=layer.stride, padding=layer.padding)
         return dx, [dw] + ([db] if layer.bias else [])
     if layer.kind == "bn":
-        dx, dw, db = B.batch_norm_vjp(h, p[0], p[1], g, s[0], s[1], training=True, **bn)
+        dx, dw, db = vjps["batch_norm"](h, p[0], p[1], g, s[0], s[1], training=True, **bn)
         return dx, [dw, db]
     if layer.kind == "relu":
-        return A.relu_vjp(h, g)[0], []
+        return vjps["relu"](h, g)[0], []
     if layer.kind == "max_pool":
-        return P.max_pool2d_vjp(h, g, layer.kernel)[0], []
+        return vjps["max_pool2d"](h, g, layer.kernel)[0], []
     if layer.kind == "flatten":
-        return P.flatten_vjp(h, g)[0], []
+        return vjps["flatten"](h, g)[0], []
     if layer.kind == "global_avg_pool":
-        return P.global_avg_pool2d_vjp(h, g)[0], []
+        return vjps["global_avg_pool2d"](h, g)[0], []
     if layer.kind == "dense":
-        dx, dw, db = D.dense_vjp(h, p[0], p[1], g)
+        dx, dw, db = vjps["dense"](h, p[0], p[1], g)
         return dx, [dw, db]
-    return R.residual_block_backward(h, g)  # h is the block's tape
+    return R.residual_block_backward(h, g, vjps)  # h is the block's tape
 
 
 def train(arch: Architecture, params: Sequence[np.ndarray], state: Sequence[np.ndarray],
