@@ -289,35 +289,49 @@ def _per_channel(v, x):
     return np.asarray(v).reshape((1, -1) + (1,) * (x.ndim - 2))
 
 
-def _bn_bounds(x, weight, bias, rm, rv, training, eps, implementations: int):
-    """Rounding bounds for (y, running_mean, running_var), per element / per channel.
-
-    Training, per channel (n values, A = max|x|, Xc = max|x - mu|, s = sqrt(var + eps)):
-    |d mu| <= (n + 1) eps A; |d var| <= (n + 3) eps var + 2 (n + 2) eps Xc A (xc carries d mu);
-    y = xc / s w + b moves by |w| (|d mu| / s + (Xc / s) |d var| / (2 s^2)) + 3 eps (|y| + |b|),
-    all within (n + 4) eps (|w| (A / s + (Xc / s)(1 + Xc A / s^2)) + |b|). The running
-    statistics add 3 eps of their terms to (n + 1) eps A and twice the var bound (n / (n - 1)).
-    Eval: y = (x - rm) / s w + b: 4 eps (|w| (|x| + |rm|) / s + |b|)."""
-    c = x.shape[1]
+def _bn_stats(x, eps):
+    """Per channel: n, mu, var, A = max|x|, Xc = max|x - mu|, s = sqrt(var + eps) (NumPy)."""
     axes = (0,) if x.ndim == 2 else (0, 2, 3)
+    mu = x.mean(axis=axes)
+    xc = x - _per_channel(mu, x)
+    var = (xc * xc).mean(axis=axes)
+    return (x.size // x.shape[1], mu, var, np.abs(x).max(axis=axes), np.abs(xc).max(axis=axes),
+            np.sqrt(var + eps))
+
+
+def _bn_magnitude(x, weight, bias, rm, rv, training, eps):
+    """Per element, the magnitude M that y's rounding is a multiple of eps times (_bn_bounds)."""
+    c = x.shape[1]
     w = np.ones(c) if weight is None else np.abs(weight)
     b = np.zeros(c) if bias is None else np.abs(bias)
     if not training:
         s = np.sqrt(rv + eps)
-        y_tol = 4 * EPS * (_per_channel(w / s, x) * (np.abs(x) + _per_channel(np.abs(rm), x))
-                           + _per_channel(b, x))
-        return implementations * y_tol, 0.0, 0.0
-    n = x.size // c
-    mu = x.mean(axis=axes)
-    xc = x - _per_channel(mu, x)
-    var = (xc * xc).mean(axis=axes)
-    a, big_xc, s = np.abs(x).max(axis=axes), np.abs(xc).max(axis=axes), np.sqrt(var + eps)
-    y_tol = (n + 4) * EPS * (w * (a / s + (big_xc / s) * (1 + big_xc * a / s**2)) + b)
+        return (_per_channel(w / s, x) * (np.abs(x) + _per_channel(np.abs(rm), x))
+                + _per_channel(b, x))
+    _, _, _, a, big_xc, s = _bn_stats(x, eps)
+    m = w * (a / s + (big_xc / s) * (1 + big_xc * a / s**2)) + b
+    return np.broadcast_to(_per_channel(m, x), x.shape)
+
+
+def _bn_bounds(x, weight, bias, rm, rv, training, eps, implementations: int):
+    """Rounding bounds for (y, running_mean, running_var), per element / per channel.
+
+    Training, per channel (_bn_stats): |d mu| <= (n + 1) eps A; |d var| <= (n + 3) eps var +
+    2 (n + 2) eps Xc A (xc carries d mu). y = xc (w / s) + b: d mu moves it by |w| |d mu| / s,
+    d var by |w| (Xc / s) |d var| / (2 s^2), and the final steps (sqrt, division, two products,
+    the sum) by 6 eps (|w| Xc / s + |b|): all within (n + 8) eps M, with
+    M = |w| (A / s + (Xc / s)(1 + Xc A / s^2)) + |b|. The running statistics add 3 eps of their
+    terms to |d mu| and to twice |d var| (the factor n / (n - 1) <= 2).
+    Eval: y = (x - rm) / sqrt(rv + eps) w + b: 7 roundings, within 7 eps M with
+    M = |w| (|x| + |rm|) / s + |b|."""
+    m = _bn_magnitude(x, weight, bias, rm, rv, training, eps)
+    if not training:
+        return implementations * 7 * EPS * m, 0.0, 0.0
+    n, mu, var, a, big_xc, _ = _bn_stats(x, eps)
     d_var = (n + 3) * EPS * var + 2 * (n + 2) * EPS * big_xc * a
     rm_tol = (n + 1) * EPS * a + 3 * EPS * (np.abs(rm) + np.abs(mu))
     rv_tol = 2 * d_var + 3 * EPS * (np.abs(rv) + 2 * var)
-    return (implementations * _per_channel(y_tol, x), implementations * rm_tol,
-            implementations * rv_tol)
+    return implementations * (n + 8) * EPS * m, implementations * rm_tol, implementations * rv_tol
 
 
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
@@ -333,8 +347,9 @@ def test_batch_norm_matches_naive(data, shape_4d, convention, training):
     y, new_rm, new_rv = B.batch_norm(x, weight, bias, rm, rv, training, momentum, eps, convention,
                                      unbiased)
     want = naive_batch_norm(x, weight, bias, rm, rv, training, momentum, eps, convention, unbiased)
-    # the naive loop sums with fsum, so only the oracle's rounding counts (one implementation)
-    y_tol, rm_tol, rv_tol = _bn_bounds(x, weight, bias, rm, rv, training, eps, 1)
+    # the naive loop's sums are exact (fsum), but its last steps round as the oracle's do:
+    # count two implementations
+    y_tol, rm_tol, rv_tol = _bn_bounds(x, weight, bias, rm, rv, training, eps, 2)
     assert np.all(np.abs(y - want[0]) <= y_tol)
     if training:
         assert np.all(np.abs(new_rm - want[1]) <= rm_tol)
@@ -404,31 +419,29 @@ def test_avg_pool_matches_torch(data, case, count_include_pad):
 def _bn_vjp_bounds(x, weight, g, rm, rv, training, eps, implementations: int):
     """Rounding bounds for (dx, dweight, dbias).
 
-    Training, per channel (as _bn_bounds; G = max|g|, Xh = Xc / s, E = (n + 6) eps): xhat is
-    wrong by e = E (A / s + Xh (1 + Xc A / s^2)) (the y bound with w = 1, b = 0) and 1 / s by
-    the relative r = E (1 + 2 Xc A / s^2) / 2 (|d var| / 2 s^2). In w / s (g - mean g - xhat
-    mean(g xhat)): mean g is wrong by (n + 1) eps G, mean(g xhat) by G (e + (n + 1) eps Xh), their
-    product with xhat by G (2 Xh e + (n + 2) eps Xh^2), the subtractions by 2 eps G (2 + Xh^2); the
-    bracket (at most G (2 + Xh^2)) is scaled by w / s, wrong by r + 4 eps. dweight = sum g xhat:
-    n G (e + (n + 1) eps Xh); dbias = sum g: n eps sum|g|.
-    Eval: dx = g w / s: 5 roundings; dweight = sum g (x - rm) / s: (n + 3) eps sum |g| (|x| + |rm|) / s."""
+    Training, per channel (_bn_stats; G = max|g|, Xh = Xc / s, E = (n + 8) eps): 1 / s is wrong
+    by the relative r = E (1 + 2 Xc A / s^2) / 2 (|d var| / 2 s^2 and 3 roundings) and xhat by
+    e = E (A / s + Xh (1 + Xc A / s^2)) (|d mu| / s, Xh r and 2 roundings). In
+    w / s (g - mean g - xhat mean(g xhat)): mean g is wrong by (n + 1) eps G, mean(g xhat) by
+    G (e + (n + 1) eps Xh), its product with xhat by G (2 Xh e + (n + 2) eps Xh^2), the
+    subtractions by 2 eps G (2 + Xh^2); the bracket (at most G (2 + Xh^2)) is scaled by w / s,
+    wrong by r + 4 eps. dweight = sum g xhat: n G (e + (n + 1) eps Xh); dbias = sum g:
+    n eps sum|g|. Eval: dx = g w / sqrt(rv + eps): 5 roundings; dweight = sum g (x - rm) / s:
+    (n + 4) eps sum |g| (|x| + |rm|) / s."""
     c = x.shape[1]
     axes = (0,) if x.ndim == 2 else (0, 2, 3)
-    n = x.size // c
     w = np.ones(c) if weight is None else np.abs(weight)
     abs_g = np.abs(g)
+    n = x.size // c
     db_tol = n * EPS * abs_g.sum(axis=axes)
     if not training:
         s = np.sqrt(rv + eps)
         dx_tol = 5 * EPS * abs_g * _per_channel(w / s, x)
         terms = abs_g * (np.abs(x) + _per_channel(np.abs(rm), x)) / _per_channel(s, x)
-        dw_tol = (n + 3) * EPS * terms.sum(axis=axes)
+        dw_tol = (n + 4) * EPS * terms.sum(axis=axes)
     else:
-        mu = x.mean(axis=axes)
-        xc = x - _per_channel(mu, x)
-        var = (xc * xc).mean(axis=axes)
-        a, big_xc, s = np.abs(x).max(axis=axes), np.abs(xc).max(axis=axes), np.sqrt(var + eps)
-        big_g, xh, e_ = abs_g.max(axis=axes), big_xc / s, (n + 6) * EPS
+        n, _, _, a, big_xc, s = _bn_stats(x, eps)
+        big_g, xh, e_ = abs_g.max(axis=axes), big_xc / s, (n + 8) * EPS
         e_xh = e_ * (a / s + xh * (1 + big_xc * a / s**2))
         r = e_ * (1 + 2 * big_xc * a / s**2) / 2
         dx_c = (w / s) * big_g * (e_ * (1 + xh**2) + 2 * xh * e_xh + (2 + xh**2) * (4 * EPS + r))
@@ -542,11 +555,10 @@ def test_batch_norm_vjp_matches_fd(data, shape_4d, affine, training):
     def f(x, weight=None, bias=None):
         return B.batch_norm(x, weight, bias, rm, rv, training, momentum, eps)[0]
 
-    # each y carries the rounding of mu and var, sums of n <= 27 terms (U = 64 eps covers
-    # them): per element the bracket of _bn_bounds' y bound, weighted by |c|
-    y_tol, _, _ = _bn_bounds(x, weight, bias, rm, rv, training, eps, 1)
-    n_eps = 4 * EPS if not training else (x.size // x.shape[1] + 4) * EPS
-    assert_vjp_matches_fd(f, primals, tangents, c, grads, _dot(np.abs(c), y_tol / n_eps))
+    # y is wrong by at most (n + 8) eps M (_bn_bounds; n <= 27 here, so U = 64 eps covers it),
+    # mostly through mu and var, where x - mu cancels: M weighted by |c|
+    m = _bn_magnitude(x, weight, bias, rm, rv, training, eps)
+    assert_vjp_matches_fd(f, primals, tangents, c, grads, _dot(np.abs(c), m))
 
 
 # --------------------------------------------------------------------------- the tie rule
@@ -652,14 +664,13 @@ def test_batch_norm_train_output_is_standardised(data):
     x, _, _, rm, rv, momentum, eps = _bn_case(data, True, False)
     assume(x.size // x.shape[1] >= 2)
     y = B.batch_norm(x, None, None, rm, rv, True, momentum, eps)[0]
-    axes, n = (0, 2, 3), x.size // x.shape[1]
-    v = x.var(axis=axes)  # NumPy's own two-pass variance
+    axes = (0, 2, 3)
+    n, _, v, a, big_xc, _ = _bn_stats(x, eps)  # v: NumPy's own two-pass variance
     # y's rounding (_bn_bounds) e; NumPy's mean and variance of y add (n + 3) eps of their
-    # terms; v is wrong by |d var| (as in _bn_bounds), which moves v / (v + eps) by |d var| / s^2
+    # terms; var(y) moves by 2 max|y| e + e^2; v is wrong by |d var| (as in _bn_bounds), which
+    # moves v / (v + eps) by at most |d var| / (v + eps)
     e = _bn_bounds(x, None, None, rm, rv, True, eps, 1)[0].max(axis=axes)
     y_max = np.abs(y).max(axis=axes)
-    xc = x - x.mean(axis=axes, keepdims=True)
-    big_xc, a = np.abs(xc).max(axis=axes), np.abs(x).max(axis=axes)
     d_var = (n + 3) * EPS * v + 2 * (n + 2) * EPS * big_xc * a
     assert np.all(np.abs(y.mean(axis=axes)) <= e + (n + 3) * EPS * y_max)
     assert np.all(np.abs(y.var(axis=axes) - v / (v + eps))
