@@ -137,6 +137,9 @@ def _cols(x: np.ndarray, pads, kernel_hw, stride, dilation, groups: int, out_hw)
     n, c = xp.shape[:2]
     sn, sc, sh, sw = xp.strides
     kh, kw = kernel_hw
+    if any((out_hw[i] - 1) * stride[i] + dilation[i] * (kernel_hw[i] - 1) >= xp.shape[2 + i]
+           for i in range(2)):  # the strided view would read outside xp: a bug here, not bad input
+        raise AssertionError(f"im2col: {out_hw} windows overrun the padded input {xp.shape}")
     view = as_strided(xp, (n, groups, c // groups, kh, kw, *out_hw),
                       (sn, sc * (c // groups), sc, sh * dilation[0], sw * dilation[1],
                        sh * stride[0], sw * stride[1]), writeable=False)
