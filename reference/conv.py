@@ -9,9 +9,10 @@ Ho = (H + top + bottom - dh (kh - 1) - 1) // sh + 1 (Wo likewise). Groups split 
 consecutive blocks; output block g sees input block g only. conv_transpose2d is the adjoint of
 conv2d in x (torch's F.conv_transpose2d). All VJPs return (dx, dw, db), db None when b is None.
 
-Implementation: im2col through a strided view (no copy until the one reshape) and one batched
-matmul per product, with a group axis; the input gradient is a col2im scatter-add of w^T g over
-the kh kw kernel offsets (each a strided add over the whole batch).
+Implementation, vectorised over batch, channels, groups (an axis) and pixels: im2col through a
+strided view (copied once, by the reshape) and one batched matmul for y and for dw; dx, the
+faster per shape, either a full correlation of g with the flipped kernel (the same im2col) or,
+per kernel offset, a batched matmul w[:, :, p, q]^T g scatter-added into the padded input.
 """
 
 from __future__ import annotations
@@ -227,7 +228,9 @@ def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, stride=1,
 
 def conv2d_vjp(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: np.ndarray, stride=1,
                padding: Padding2d = 0, dilation=1, groups: int = 1):
-    """(dx, dw, db) for g of shape (N, O, Ho, Wo): dx = col2im(w^T g), dw = sum_n g cols^T,
+    """(dx, dw, db) for g of shape (N, O, Ho, Wo): dx[n, c, y, x] = sum of w[o, c, p, q]
+    g[n, o, i, j] over the taps (i sh + p dh, j sw + q dw) = (y + top, x + left);
+    dw[o, c, p, q] = sum_{n, i, j} g[n, o, i, j] xp[n, c, i sh + p dh, j sw + q dw];
     db = sum of g over (N, Ho, Wo), None when b is None."""
     x, w, b, stride, pads, dilation, groups, out_hw = _conv2d_setup(
         x, w, b, stride, padding, dilation, groups)
