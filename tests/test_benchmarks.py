@@ -1,4 +1,4 @@
-"""The asv MLP benchmark runs one timed call on every backend (in a subprocess, since the
+"""The asv MLP and CNN benchmarks run one timed call on every backend (in a subprocess, since the
 benchmark module pins the process to one core and one BLAS thread)."""
 
 from __future__ import annotations
@@ -28,4 +28,27 @@ def test_mlp_benchmark_runs(framework):
                         reason=f"{framework} is not installed (CI installs it and requires it)")
     proc = subprocess.run([sys.executable, "-c", SCRIPT, framework], cwd=ROOT, capture_output=True,
                           text=True, timeout=600)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
+
+
+CNN_SCRIPT = """
+import sys
+from benchmarks.bench_cnn import CNNTrainStep, Conv2dForwardBackward
+b = CNNTrainStep()
+for arch in ("lenet", "resnet"):
+    b.setup(sys.argv[1], arch, "cpu")
+    b.time_step(sys.argv[1], arch, "cpu")
+c = Conv2dForwardBackward()
+c.setup(sys.argv[1], "cpu")
+c.time_forward_backward(sys.argv[1], "cpu")
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("framework", ["numpy", "torch", "jax"])
+def test_cnn_benchmarks_run(framework):
+    pytest.importorskip({"numpy": "numpy", "torch": "torch", "jax": "optax"}[framework],
+                        reason=f"{framework} is not installed (CI installs it and requires it)")
+    proc = subprocess.run([sys.executable, "-c", CNN_SCRIPT, framework], cwd=ROOT,
+                          capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]

@@ -1,0 +1,224 @@
+"""asv benchmarks: CNN training steps (LeNet, small ResNet) per backend, and conv2d
+forward + backward, float64, one thread pinned to one core (set up by bench_mlp, imported
+first).
+
+- LeNet: batch 32, 1x28x28, conv 6@5x5 (pad 2), pool, conv 16@5x5, pool, dense 120-84-10.
+- ResNet: batch 32, 3x32x32, stem conv 16@3x3 + batch norm + ReLU, an identity block (16),
+  a stride-2 projection block (32), global average pooling, dense 10.
+- conv2d: N 32, 3 -> 16 channels, 32x32, 3x3 kernel, padding 1; forward and the gradients of
+  input, weight and bias.
+
+A timed call runs STEPS training steps (SGD with momentum 0.9) or CONV_CALLS conv2d
+forward+backward passes. 'numpy' is the oracle (its hand-chained backward), 'torch' eager
+autograd with torch.optim, 'jax' one jitted step (compiled in setup). Batch norms follow each
+backend's convention. ``track_oracle_over_torch`` times the oracle and torch alternately in
+one process and reports the ratio of their medians: the number the 2.5x target (2x wanted)
+is about, measured under the same machine load.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+
+from benchmarks.bench_mlp import DEVICES, REPEAT, _load
+from reference import cnn
+
+ARCHITECTURES = {"lenet": lambda: cnn.lenet(), "resnet": lambda: cnn.resnet()}
+BACKENDS = ("numpy", "torch", "jax")
+BATCH = 32
+STEPS = 5
+CONV_CALLS = 10
+DTYPE = "float64"
+HYPER = {"lr": 0.01, "momentum": 0.9}
+_BN = {"momentum": 0.1, "eps": 1e-5, "momentum_convention": "torch", "unbiased_running_var": True}
+
+
+def _bn(bk) -> dict:
+    """The batch-norm conventions of backend ``bk`` (its fixed ones over PyTorch's)."""
+    fixed = {k: v for k, v in bk.conventions.get("batch_norm", {}).items()
+             if not isinstance(v, tuple)}
+    return {**_BN, **fixed}
+
+
+class _CNNRunner:
+    """Eager training steps through the backend's cnn_loss_and_grads and optimizer."""
+
+    def __init__(self, bk, arch_name: str) -> None:
+        self.bk = bk
+        self.arch = ARCHITECTURES[arch_name]()
+        params, state = self.arch.init(0)
+        rng = np.random.default_rng(1)
+        self.x = bk.asarray(rng.standard_normal((BATCH, *self.arch.input_shape)), DTYPE)
+        self.labels = bk.asarray(rng.integers(0, self.arch.classes, BATCH))
+        self.params = [bk.asarray(p, DTYPE) for p in params]
+        self.state = [bk.asarray(s, DTYPE) for s in state]
+        self.opt = bk.optimizer("sgd", **HYPER)
+        self.opt_state = self.opt.init(self.params)
+        self.bn = _bn(bk)
+
+    def run(self, steps: int) -> None:
+        p, s, o = self.params, self.state, self.opt_state
+        for _ in range(steps):
+            _, grads, s = self.bk.cnn_loss_and_grads(self.arch, p, s, self.x, self.labels, self.bn)
+            p, o = self.opt.update(grads, o, p)
+        self.bk.synchronize()
+        self.params, self.state, self.opt_state = p, s, o
+
+
+class _JaxCNNRunner(_CNNRunner):
+    """One jitted step: loss, gradients, new running statistics and the optax update."""
+
+    def __init__(self, bk, arch_name: str) -> None:
+        super().__init__(bk, arch_name)
+        import jax
+
+        arch, opt, bn = self.arch, self.opt, self.bn
+
+        def step(params, state, opt_state, x, labels):
+            def loss(p):
+                logits, new_state = bk.cnn_forward(arch, p, state, x, True, bn)
+                return bk.cross_entropy(logits, labels), new_state
+            (value, new_state), grads = jax.value_and_grad(loss, has_aux=True)(params)
+            params, opt_state = opt.update(grads, opt_state, params)
+            return params, new_state, opt_state, value
+
+        self.step = jax.jit(step, donate_argnums=(0, 1, 2))
+
+    def run(self, steps: int) -> None:
+        import jax
+
+        p, s, o = self.params, self.state, self.opt_state
+        for _ in range(steps):
+            p, s, o, _ = self.step(p, s, o, self.x, self.labels)
+        jax.block_until_ready((p, s, o))
+        self.params, self.state, self.opt_state = p, s, o
+
+
+class _ConvRunner:
+    """conv2d forward and the VJP for x, w and b (the oracle's hand-written one, torch
+    autograd, or a jitted jax.vjp)."""
+
+    def __init__(self, bk, name: str) -> None:
+        rng = np.random.default_rng(2)
+        self.bk, self.name = bk, name
+        arrays = (rng.standard_normal((32, 3, 32, 32)), rng.standard_normal((16, 3, 3, 3)),
+                  rng.standard_normal(16), rng.standard_normal((32, 16, 32, 32)))
+        self.x, self.w, self.b, self.g = (bk.asarray(a, DTYPE) for a in arrays)
+        if name == "jax":
+            import jax
+
+            self.fn = jax.jit(lambda x, w, b, g: bk.component_vjp("conv2d", (x, w, b), g,
+                                                                  padding=1))
+
+    def run(self, calls: int) -> None:
+        out = None
+        for _ in range(calls):
+            if self.name == "jax":
+                out = self.fn(self.x, self.w, self.b, self.g)
+            else:
+                out = self.bk.component_vjp("conv2d", (self.x, self.w, self.b), self.g, padding=1)
+        if self.name == "jax":
+            import jax
+
+            jax.block_until_ready(out)
+        self.bk.synchronize()
+
+
+_RUNNERS: dict[tuple, object] = {}
+
+
+def _runner(kind: str, backend: str, arch: str, device: str):
+    """The warmed-up runner, built once per process (asv calls setup before every sample)."""
+    key = (kind, backend, arch, device)
+    if key not in _RUNNERS:
+        try:
+            bk = _load(backend, device)
+        except NotImplementedError as exc:
+            _RUNNERS[key] = exc
+        else:
+            if kind == "conv":
+                runner = _ConvRunner(bk, backend)
+            else:
+                runner = (_JaxCNNRunner if backend == "jax" else _CNNRunner)(bk, arch)
+            runner.run(1)  # warm-up (JAX: compilation)
+            _RUNNERS[key] = runner
+    runner = _RUNNERS[key]
+    if isinstance(runner, NotImplementedError):
+        raise NotImplementedError(*runner.args)
+    return runner
+
+
+def _median_seconds(runner, n: int, rounds: int = 7) -> float:
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        runner.run(n)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) / n
+
+
+class CNNTrainStep:
+    """STEPS (5) SGD-momentum training steps of LeNet or the small ResNet, batch 32, float64."""
+
+    params = (list(BACKENDS), list(ARCHITECTURES), list(DEVICES))
+    param_names = ("backend", "architecture", "device")
+    repeat = REPEAT
+    warmup_time = 0.2
+    timeout = 300
+
+    def setup(self, backend: str, architecture: str, device: str) -> None:
+        self.runner = _runner("train", backend, architecture, device)
+
+    def time_step(self, backend: str, architecture: str, device: str) -> None:
+        """STEPS training steps, synchronised; divide by STEPS for one step."""
+        self.runner.run(STEPS)
+
+    def peakmem_step(self, backend: str, architecture: str, device: str) -> None:
+        self.runner.run(STEPS)
+
+
+class Conv2dForwardBackward:
+    """CONV_CALLS (10) conv2d forward+backward passes, N32 3->16 32x32 k3 pad 1, float64."""
+
+    params = (list(BACKENDS), list(DEVICES))
+    param_names = ("backend", "device")
+    repeat = REPEAT
+    warmup_time = 0.2
+    timeout = 300
+
+    def setup(self, backend: str, device: str) -> None:
+        self.runner = _runner("conv", backend, "", device)
+
+    def time_forward_backward(self, backend: str, device: str) -> None:
+        self.runner.run(CONV_CALLS)
+
+
+class OracleOverTorch:
+    """Time of the oracle / time of torch float64 eager on the same work, timed alternately in
+    one process at one thread (median of 7 rounds each, the pair measured 3 times, the
+    median ratio reported). Target <= 2.5 (2 wanted)."""
+
+    params = (["lenet", "resnet", "conv2d"],)
+    param_names = ("work",)
+    timeout = 600
+    number = 1
+    repeat = 1
+
+    def setup(self, work: str) -> None:
+        kind, arch = ("conv", "") if work == "conv2d" else ("train", work)
+        self.oracle = _runner(kind, "numpy", arch, "cpu")
+        self.torch = _runner(kind, "torch", arch, "cpu")
+        self.n = CONV_CALLS if work == "conv2d" else STEPS
+
+    def track_ratio(self, work: str) -> float:
+        ratios = []
+        for _ in range(3):
+            t_oracle = _median_seconds(self.oracle, self.n)
+            t_torch = _median_seconds(self.torch, self.n)
+            ratios.append(t_oracle / t_torch)
+        return statistics.median(ratios)
+
+    track_ratio.unit = "oracle/torch"
