@@ -215,19 +215,22 @@ class TorchBackend(Backend):
                stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: int = 1
                ) -> torch.Tensor:
         """F.conv2d (weight OIHW, as the oracle's). Asymmetric explicit padding is F.pad then
-        padding 0, as users write it; "same" with stride > 1 is refused by torch."""
+        padding 0, as users write it; "same" with stride > 1, which torch refuses, is
+        TensorFlow's rule applied with F.pad (timm's Conv2dSame)."""
         stride = as_tuple(stride, 2, "stride")
-        x, pad = _torch_padding(x, padding, 2, stride, "conv2d")
-        return F.conv2d(x, w, b, stride, pad, as_tuple(dilation, 2, "dilation"), groups)
+        dilation = as_tuple(dilation, 2, "dilation")
+        x, pad = _torch_padding(x, padding, 2, stride, tuple(w.shape[2:]), dilation)
+        return F.conv2d(x, w, b, stride, pad, dilation, groups)
 
     def conv1d(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None,
                stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: int = 1
                ) -> torch.Tensor:
         """F.conv1d: x (N, C, L), w (O, C // groups, k); padding int, (low, high) (F.pad when
-        low != high), "valid" or "same" (stride 1 only)."""
+        low != high), "valid" or "same" (with stride > 1 as conv2d)."""
         stride = as_tuple(stride, 1, "stride")
-        x, pad = _torch_padding(x, padding, 1, stride, "conv1d")
-        return F.conv1d(x, w, b, stride, pad, as_tuple(dilation, 1, "dilation"), groups)
+        dilation = as_tuple(dilation, 1, "dilation")
+        x, pad = _torch_padding(x, padding, 1, stride, tuple(w.shape[2:]), dilation)
+        return F.conv1d(x, w, b, stride, pad, dilation, groups)
 
     def conv_transpose2d(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None,
                          stride: Any = 1, padding: Any = 0, output_padding: Any = 0,
@@ -331,14 +334,20 @@ class TorchBackend(Backend):
 
 
 # -- convolution and pooling arguments ------------------------------------------------------
-def _torch_padding(x: torch.Tensor, padding: Any, ndim: int, stride: tuple[int, ...], what: str
+def _torch_padding(x: torch.Tensor, padding: Any, ndim: int, stride: tuple[int, ...],
+                   kernel: tuple[int, ...], dilation: tuple[int, ...]
                    ) -> tuple[torch.Tensor, str | tuple[int, ...]]:
     """(x, padding for F.conv*): symmetric padding passes through, asymmetric explicit padding
-    is applied with F.pad (zeros) and becomes 0; "valid" / "same" pass as strings."""
+    is applied with F.pad (zeros) and becomes 0; "valid" / "same" pass as strings. torch
+    refuses padding='same' with stride > 1: there the TensorFlow rule is applied with F.pad,
+    as timm's Conv2dSame does (total max((ceil(n / s) - 1) s + d (k - 1) + 1 - n, 0), the odd
+    pixel on the high side)."""
     pad = conv_padding(padding, ndim)
     if pad == "same" and any(s != 1 for s in stride):
-        raise Unsupported(f"torch refuses {what} padding='same' with stride > 1 (got stride "
-                          f"{stride}); only JAX/TensorFlow define it")
+        pad = []
+        for n, s, k, d in zip(x.shape[2:], stride, kernel, dilation, strict=True):
+            total = max((-(-n // s) - 1) * s + d * (k - 1) + 1 - n, 0)
+            pad.append((total // 2, total - total // 2))
     if isinstance(pad, str):
         return x, pad
     if all(lo == hi for lo, hi in pad):
