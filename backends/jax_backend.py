@@ -7,6 +7,8 @@ reduction of a per-element loss, NLL as a gather) is written here with jax.numpy
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable, Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -109,6 +111,35 @@ _KNOWN_DIVERGENCES = (
           ("test_vjp", "The weight gradient sum g xhat inherits xhat's error: margin 3.8 in "
            "float64 (5e-13 for 0.135)."))),
 )
+
+
+def _frozen(value: Any) -> Any:
+    """A hashable copy of a configuration value (lists become tuples)."""
+    if isinstance(value, list | tuple):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
+def _jit(*static: str) -> Callable:
+    """Run a component under jax.jit, as flax models run, with its configuration arguments
+    ``static`` (one compilation per configuration and shape) and its arrays traced."""
+    def wrap(method: Callable) -> Callable:
+        signature = inspect.signature(method)
+        compiled: dict[tuple, Callable] = {}
+
+        @functools.wraps(method)
+        def inner(self, *args, **kwargs):
+            bound = signature.bind(self, *args, **kwargs)
+            bound.apply_defaults()
+            given = dict(bound.arguments)
+            del given["self"]
+            config = tuple((k, _frozen(given.pop(k))) for k in static)
+            key = (id(self), config)
+            if key not in compiled:
+                compiled[key] = jax.jit(functools.partial(method, self, **dict(config)))
+            return compiled[key](**given)
+        return inner
+    return wrap
 
 
 class JaxBackend(Backend):
@@ -295,6 +326,7 @@ class JaxBackend(Backend):
         return _reduce(per_example, reduction)
 
     # -- convolution, pooling and normalisation (NCHW at the interface) ------------------
+    @_jit("stride", "padding", "dilation", "groups")
     def conv2d(self, x: jax.Array, w: jax.Array, b: jax.Array | None = None, stride: Any = 1,
                padding: Any = 0, dilation: Any = 1, groups: int = 1) -> jax.Array:
         """lax.conv_general_dilated as flax.linen.Conv calls it: x NCHW -> NHWC, w OIHW ->
@@ -310,6 +342,7 @@ class JaxBackend(Backend):
             y = y + b
         return jnp.transpose(y, (0, 3, 1, 2))
 
+    @_jit("stride", "padding", "dilation", "groups")
     def conv1d(self, x: jax.Array, w: jax.Array, b: jax.Array | None = None, stride: Any = 1,
                padding: Any = 0, dilation: Any = 1, groups: int = 1) -> jax.Array:
         """conv2d's lax call in one spatial dimension: x NCL -> NWC, w OIW -> WIO,
@@ -323,6 +356,7 @@ class JaxBackend(Backend):
             y = y + b
         return jnp.transpose(y, (0, 2, 1))
 
+    @_jit("stride", "padding", "output_padding", "groups", "dilation")
     def conv_transpose2d(self, x: jax.Array, w: jax.Array, b: jax.Array | None = None,
                          stride: Any = 1, padding: Any = 0, output_padding: Any = 0,
                          groups: int = 1, dilation: Any = 1) -> jax.Array:
@@ -351,6 +385,7 @@ class JaxBackend(Backend):
             y = y + b
         return jnp.transpose(y, (0, 3, 1, 2))
 
+    @_jit("kernel_size", "stride", "padding", "dilation", "ceil_mode", "ties")
     def max_pool2d(self, x: jax.Array, kernel_size: Any, stride: Any = None, padding: Any = 0,
                    dilation: Any = 1, ceil_mode: bool = False, ties: str = "first") -> jax.Array:
         """flax.linen.max_pool's lax.reduce_window(x, -inf, lax.max) (NHWC inside), with
@@ -368,6 +403,7 @@ class JaxBackend(Backend):
                               strides, pads, window_dilation=dil)
         return jnp.transpose(y, (0, 3, 1, 2))
 
+    @_jit("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad")
     def avg_pool2d(self, x: jax.Array, kernel_size: Any, stride: Any = None, padding: Any = 0,
                    ceil_mode: bool = False, count_include_pad: bool = True) -> jax.Array:
         """flax.linen.avg_pool: lax.reduce_window(x, 0, lax.add) (NHWC inside) divided by the
@@ -392,6 +428,7 @@ class JaxBackend(Backend):
     def flatten(self, x: jax.Array) -> jax.Array:
         return jnp.reshape(x, (x.shape[0], -1))
 
+    @_jit("training", "momentum_convention", "unbiased_running_var")
     def batch_norm(self, x: jax.Array, weight: jax.Array | None, bias: jax.Array | None,
                    running_mean: jax.Array, running_var: jax.Array, training: bool = True,
                    momentum: float = 0.1, eps: float = 1e-5, momentum_convention: str = "flax",
