@@ -38,6 +38,15 @@ def as_labels(name: str, y, n: int, num_classes: int) -> np.ndarray:
     return a.astype(np.int64)
 
 
+def row_indices(name: str, idx, rows: int) -> np.ndarray:
+    """A non-empty 1-D integer array of row indices into an array of ``rows`` rows."""
+    a = np.asarray(idx)
+    if a.dtype.kind not in "iu" or a.ndim != 1 or a.size == 0 or a.min() < 0 or a.max() >= rows:
+        raise ValueError(f"{name}: expected a non-empty 1-D array of row indices into x "
+                         f"({rows} rows), got {a!r}")
+    return a
+
+
 def same_shape(name: str, a: np.ndarray, ref_name: str, ref: np.ndarray) -> None:
     if a.shape != ref.shape:
         raise ValueError(f"{name}: expected the shape of {ref_name} {ref.shape}, got {a.shape}")

@@ -28,7 +28,7 @@ from reference import dense as D
 from reference import losses as L
 from reference import pooling as P
 from reference import residual as R
-from reference._validate import as_float, as_labels
+from reference._validate import as_float, as_labels, row_indices
 from reference.optimizers import Optimizer
 
 LAYER_KINDS = ("conv", "bn", "relu", "max_pool", "flatten", "global_avg_pool", "dense", "block")
@@ -342,11 +342,7 @@ def train(arch: Architecture, params: Sequence[np.ndarray], state: Sequence[np.n
     opt_state = optimizer.init(p)
     states, history = [], []
     for j, idx in enumerate(batches):
-        idx = np.asarray(idx)
-        if idx.dtype.kind not in "iu" or idx.ndim != 1 or idx.size == 0 or \
-                idx.min() < 0 or idx.max() >= x.shape[0]:
-            raise ValueError(f"batches[{j}]: expected a non-empty 1-D array of row indices "
-                             f"into x ({x.shape[0]} rows), got {idx!r}")
+        idx = row_indices(f"batches[{j}]", idx, x.shape[0])
         if callback is not None:
             callback(p, s, idx)
         value, grads, s = loss_and_grads(arch, p, s, x[idx], labels[idx], bn)

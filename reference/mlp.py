@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from reference._validate import as_float
+from reference._validate import as_float, row_indices
 from reference.activations import ACTIVATIONS, gelu, gelu_vjp
 from reference.dense import dense, dense_vjp
 from reference.losses import cross_entropy, cross_entropy_vjp, mse_loss, mse_loss_vjp
@@ -100,11 +100,7 @@ def train_mlp(params: Sequence[np.ndarray], x: np.ndarray, target: np.ndarray,
     state = optimizer.init(p)
     history = []
     for j, idx in enumerate(batches):
-        idx = np.asarray(idx)
-        if idx.dtype.kind not in "iu" or idx.ndim != 1 or idx.size == 0 or \
-                idx.min() < 0 or idx.max() >= x.shape[0]:
-            raise ValueError(f"batches[{j}]: expected a non-empty 1-D array of row indices "
-                             f"into x ({x.shape[0]} rows), got {idx!r}")
+        idx = row_indices(f"batches[{j}]", idx, x.shape[0])
         value, grads = mlp_loss_and_grads(p, x[idx], target[idx], activation, loss)
         history.append(value)
         p, state = optimizer.update(grads, state, p)
