@@ -18,6 +18,7 @@ import numpy as np
 
 from reference import cnn
 from reference.optimizers import Optimizer
+from reference.registry import OUTPUTS
 
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 
@@ -90,8 +91,6 @@ class Backend:
     #: component -> {argument: value it is fixed to, or a tuple of the values it supports}.
     conventions: dict[str, dict[str, Any]] = {}
     known_divergences: tuple[KnownDivergence, ...] = ()
-    #: components that return a tuple whose first element alone is differentiated.
-    MULTI_OUTPUT: frozenset[str] = frozenset({"batch_norm"})
 
     def __init__(self, device: str = "cpu") -> None:
         device = {"gpu": "cuda"}.get(device, device)
@@ -128,13 +127,14 @@ class Backend:
                       ) -> tuple[Any, tuple[Any, ...]]:
         """The VJP of component ``name`` with respect to ``primals``; ``kwargs`` are held fixed.
 
-        For a component in MULTI_OUTPUT only the first output is differentiated (and
+        For a component with several outputs (reference.registry.OUTPUTS) only the first
+        output is differentiated (and
         returned): batch_norm's y, not its running statistics. A primal that is None (an
         absent bias or affine weight) is passed through as None, held fixed, and gets None
         as its gradient, as the oracle's VJPs give."""
         fn = getattr(self, name)
         present = [i for i, p in enumerate(primals) if p is not None]
-        first = name in self.MULTI_OUTPUT
+        first = name in OUTPUTS
 
         def f(*arrays):
             full = list(primals)
