@@ -135,26 +135,14 @@ class Architecture:
         rng = np.random.default_rng(seed)
         params = []
         shapes, state_shapes, _ = self.shapes()
-        for i, shape in enumerate(shapes):
+        for name, shape in zip(self.param_names(), shapes, strict=True):
             if len(shape) > 1:
                 fan_in = int(np.prod(shape[1:])) if len(shape) == 4 else shape[0]
                 params.append(rng.standard_normal(shape) * np.sqrt(2.0 / fan_in))
-            else:  # bn weight where a bn weight sits (the first of a bn's two vectors)
-                params.append(np.ones(shape) if self._is_bn_weight(i) else np.zeros(shape))
+            else:  # a batch-norm scale starts at 1, every bias at 0
+                params.append(np.ones(shape) if name.endswith(".weight") else np.zeros(shape))
         state = [np.zeros(s) if i % 2 == 0 else np.ones(s) for i, s in enumerate(state_shapes)]
         return params, state
-
-    def _is_bn_weight(self, index: int) -> bool:
-        i = 0
-        for layer in self.layers:
-            n, _ = layer.sizes()
-            if index < i + n:
-                j = index - i
-                if layer.kind == "bn":
-                    return j == 0
-                return layer.kind == "block" and j in (1, 4, 7)
-            i += n
-        return False
 
 
 def lenet(in_channels: int = 1, size: int = 28, channels: tuple[int, int] = (6, 16),
