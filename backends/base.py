@@ -1,8 +1,10 @@
 """The Backend interface every adapter implements.
 
 Components take and return *native* arrays (whatever ``asarray`` makes) and carry the
-oracle's names and signatures (see reference/). A component a backend lacks raises
-``Unsupported``; the suite reports it as unsupported, never as a failure. Conventions where
+oracle's names and signatures (see reference/). A component or dtype a backend lacks raises
+``UnsupportedComponent``: the suite reports the property unsupported, never failed. An
+argument value it cannot express raises ``Unsupported``: that example is set aside, counted in
+the report, and the property goes on with other examples. Conventions where
 frameworks differ are declared in ``conventions`` so the properties hold each backend to the
 convention it claims, and reports can say which one that is.
 """
@@ -55,7 +57,11 @@ def conv_padding(padding: Any, ndim: int) -> str | tuple[tuple[int, int], ...]:
 
 
 class Unsupported(Exception):
-    """The backend does not implement this component, dtype or convention."""
+    """The backend cannot compute this call: an argument value or convention it lacks."""
+
+
+class UnsupportedComponent(Unsupported):
+    """The backend lacks the component (or dtype) altogether: no example could run."""
 
 
 class BackendUnavailable(Exception):
@@ -121,7 +127,7 @@ class Backend:
     def vjp(self, f: Callable[..., Any], primals: Sequence[Any], cotangent: Any
             ) -> tuple[Any, tuple[Any, ...]]:
         """(f(*primals), J^T cotangent for each primal), for a native function ``f``."""
-        raise Unsupported(f"{self.name} has no generic vjp")
+        raise UnsupportedComponent(f"{self.name} has no generic vjp")
 
     def component_vjp(self, name: str, primals: Sequence[Any], cotangent: Any, **kwargs: Any
                       ) -> tuple[Any, tuple[Any, ...]]:
@@ -160,7 +166,7 @@ class Backend:
 
     # -- dense and activations ------------------------------------------------------------
     def _missing(self, what: str):
-        raise Unsupported(f"{self.name} does not implement {what}")
+        raise UnsupportedComponent(f"{self.name} does not implement {what}")
 
     def dense(self, x, w, b=None):
         self._missing("dense")

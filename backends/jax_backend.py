@@ -20,7 +20,7 @@ import numpy as np
 import optax
 from jax import lax
 
-from backends.base import Backend, KnownDivergence, Unsupported, as_tuple, conv_padding
+from backends.base import Backend, KnownDivergence, Unsupported, UnsupportedComponent, as_tuple, conv_padding
 from reference import optimizers as O
 from reference.optimizers import Optimizer
 
@@ -194,7 +194,7 @@ class JaxBackend(Backend):
         x = np.asarray(x)
         if dtype is not None:
             if dtype not in _DTYPES:
-                raise Unsupported(f"jax backend does not compute in {dtype}")
+                raise UnsupportedComponent(f"jax backend does not compute in {dtype}")
             x = x.astype(_DTYPES[dtype])
         return jax.device_put(x, self._device)
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from backends.base import Backend, KnownDivergence, Unsupported, as_tuple, conv_padding
+from backends.base import Backend, KnownDivergence, Unsupported, UnsupportedComponent, as_tuple, conv_padding
 from reference import optimizers as O
 from reference.optimizers import Optimizer
 
@@ -83,7 +83,7 @@ class TorchBackend(Backend):
                 a = a.astype(np.int64)
             return torch.tensor(a, device=self._device)
         if dtype not in _DTYPES:
-            raise Unsupported(f"torch backend does not compute in {dtype}")
+            raise UnsupportedComponent(f"torch backend does not compute in {dtype}")
         # via float64 (NumPy has no bfloat16); the inputs the suite passes are already rounded
         t = torch.tensor(a.astype(np.float64), device=self._device)
         return t.to(_DTYPES[dtype])

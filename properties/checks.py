@@ -7,25 +7,31 @@ from contextlib import contextmanager
 
 import numpy as np
 import pytest
+from hypothesis import reject
 from hypothesis import strategies as st
 
 from backends import harness
-from backends.base import Backend, Unsupported
+from backends.base import Backend, Unsupported, UnsupportedComponent
 from properties.cases import CASES, Inputs
 from properties.magnitudes import forward_terms, vjp_terms
 from properties.strategies import conventions, seeded_array
-from properties.tolerance import assert_close, sensitivity, tolerance
+from properties.tolerance import assert_close, current_record, sensitivity, tolerance
 from reference import registry
 
 
 @contextmanager
-def unsupported_as_skip() -> Iterator[None]:
-    """A declared Unsupported becomes a skip that reports name as 'unsupported: ...'."""
+def unsupported_example() -> Iterator[None]:
+    """UnsupportedComponent skips the property as 'unsupported: ...'. Unsupported (this
+    example's arguments) sets the example aside (hypothesis.reject) and counts it by reason in
+    the test's record; a property whose examples are all set aside is reported unsupported
+    (the plugin)."""
     try:
         yield
-    except Unsupported as exc:
+    except UnsupportedComponent as exc:
         pytest.skip(f"unsupported: {exc}")
-
+    except Unsupported as exc:
+        current_record().unsupported[str(exc)] += 1
+        reject()
 
 
 def draw_inputs(data: st.DataObject, backend: Backend, component: str, dtype: str,
@@ -56,7 +62,7 @@ def _oracle(name: str, inp: Inputs):
 def check_forward(backend: Backend, name: str, inp: Inputs, dtype: str) -> None:
     f, arrays = _oracle(name, inp)
     expected = f(arrays)
-    with unsupported_as_skip():
+    with unsupported_example():
         actual = harness.call(backend, name, inp.primals, inp.kwargs, dtype)
     conds = sensitivity(f, arrays)
     outputs = registry.OUTPUTS.get(name)
@@ -85,7 +91,7 @@ def check_vjp(backend: Backend, name: str, inp: Inputs, dtype: str, data: st.Dat
         return registry.vjp(name, arrs[:n], arrs[-1], **kw)
 
     expected = g([*arrays, cot])
-    with unsupported_as_skip():
+    with unsupported_example():
         _, actual = harness.call_vjp(backend, name, inp.primals, inp.kwargs, cot, dtype)
     conds = sensitivity(g, [*arrays, cot])
     ms = vjp_terms(name, inp.primals, inp.kwargs, cot)

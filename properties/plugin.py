@@ -14,6 +14,7 @@ import shlex
 
 import pytest
 from hypothesis import HealthCheck, settings
+from hypothesis.errors import FailedHealthCheck, Unsatisfiable
 
 from backends.base import Backend, BackendUnavailable
 from backends.loader import resolve
@@ -155,11 +156,25 @@ def pytest_runtest_call(item: pytest.Item):
         handle.inner_test = counted
     try:
         return (yield)
+    except (Unsatisfiable, FailedHealthCheck) as exc:
+        if not record.unsupported or (isinstance(exc, FailedHealthCheck)
+                                      and "filter" not in str(exc)):
+            raise
+        pytest.skip(f"unsupported: every example set aside ({unsupported_summary(record)})")
     finally:
         if inner is not None:
             handle.inner_test = inner
-        item.user_properties.append(("examples", record.examples))
+        set_aside = sum(record.unsupported.values())
+        item.user_properties.append(("examples", record.examples - set_aside))
         item.user_properties.append(("worst_margin", record.worst_margin))
+        if set_aside:
+            item.user_properties.append(("unsupported_examples", set_aside))
+            item.user_properties.append(("unsupported_reasons", unsupported_summary(record)))
+
+
+def unsupported_summary(record: tolerance.Record) -> str:
+    """'n x reason; ...' of the examples a test set aside as unsupported, most common first."""
+    return "; ".join(f"{n} x {reason}" for reason, n in record.unsupported.most_common())
 
 
 def reproduce_command(config: pytest.Config, nodeid: str, spec: str | None) -> str:

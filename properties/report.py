@@ -82,6 +82,8 @@ def build(config: pytest.Config, sel, rows: list[dict]) -> dict[str, Any]:
             "test": r["test"], "component": r["component"], "dtype": r["dtype"],
             "nodeid": r["nodeid"], "outcome": outcome, "reason": reason,
             "examples": props.get("examples", 0) if ran else 0,
+            "unsupported_examples": props.get("unsupported_examples", 0) if ran else 0,
+            "unsupported_reasons": props.get("unsupported_reasons", "") if ran else "",
             "worst_margin": props.get("worst_margin") if ran else None,
             "counterexample": counterexample(r["longrepr"]) if outcome == "failed" else "",
             "reproduce": props.get("reproduce", ""),
@@ -104,6 +106,11 @@ def build(config: pytest.Config, sel, rows: list[dict]) -> dict[str, Any]:
         "summary": dict(Counter(r["outcome"] for r in results)),
         "results": sorted(results, key=lambda r: (r["component"] or "", r["test"], r["dtype"] or "")),
     }
+
+
+def _examples(r: dict) -> str:
+    n = r.get("unsupported_examples", 0)
+    return f"{r['examples']} (+{n} unsupported)" if n else str(r["examples"])
 
 
 def _margin(m) -> str:
@@ -139,13 +146,20 @@ def markdown(rep: dict[str, Any]) -> str:
             "|---|---|---|---|---|---|"]
     for r in rep["results"]:
         out.append(f"| {r['component'] or ''} | {r['test']} | {r['dtype'] or ''} | {r['outcome']} "
-                   f"| {r['examples']} | {_margin(r['worst_margin'])} |")
+                   f"| {_examples(r)} | {_margin(r['worst_margin'])} |")
     failures = [r for r in rep["results"] if r["outcome"] == "failed"]
     if failures:
         out += ["", "## Failures", ""]
         for r in failures:
             out += [f"### {r['nodeid']}", "", "```", r["counterexample"], "```", "",
                     f"Reproduce: `{r['reproduce']}`", ""]
+    aside = [r for r in rep["results"] if r["unsupported_examples"]]
+    if aside:
+        out += ["", "## Examples set aside as unsupported", "",
+                "The property ran on its other examples; these argument values the backend "
+                "cannot express.", ""]
+        out += [f"- {r['component'] or ''} {r['test']} {r['dtype'] or ''}: "
+                f"{r['unsupported_reasons']}" for r in aside]
     others = [r for r in rep["results"] if r["outcome"] in ("unsupported", "skipped", "unavailable")]
     if others:
         out += ["", "## Not run", ""]

@@ -11,7 +11,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from backends import harness
-from properties.checks import unsupported_as_skip
+from properties.checks import unsupported_example
 from properties.magnitudes import cnn_terms
 from properties.optimizer_cases import HYPERS
 from properties.strategies import conventions, seeded_array
@@ -121,7 +121,7 @@ def test_cnn_forward(backend, dtype, component, data):
 
     arrays = prob.float_inputs()
     expected = f(arrays)
-    with unsupported_as_skip():
+    with unsupported_example():
         logits, new_state = harness.call(backend, "cnn_forward",
                                          (prob.arch, prob.params, prob.state, prob.x),
                                          {"training": training, "bn": prob.bn}, dtype)
@@ -147,7 +147,7 @@ def test_cnn_gradients(backend, dtype, component, data):
 
     arrays = prob.float_inputs()
     expected = f(arrays)
-    with unsupported_as_skip():
+    with unsupported_example():
         value, grads, _ = harness.call(backend, "cnn_loss_and_grads",
                                        (prob.arch, prob.params, prob.state, prob.x, prob.labels),
                                        {"bn": prob.bn}, dtype)
@@ -200,7 +200,7 @@ def test_cnn_training(backend, dtype, component, optimizer, data):
 
     arrays = prob.float_inputs()
     expected, loss_m = run(arrays)
-    with unsupported_as_skip():
+    with unsupported_example():
         final, states, history = harness.train_cnn(
             backend, prob.arch, prob.params, prob.state, prob.x, prob.labels, optimizer, hyper,
             batches, prob.bn, dtype)

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from backends import harness
-from properties.checks import expected_and_tolerance, unsupported_as_skip
+from properties.checks import expected_and_tolerance, unsupported_example
 from properties.strategies import conventions, seeded_array
 from properties.tolerance import EPS, FACTOR, assert_within, round_to
 from reference import registry
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.dtypes("float32", "float64")
 
 
 def _call(backend, name, args, kwargs, dtype):
-    with unsupported_as_skip():
+    with unsupported_example():
         return harness.call(backend, name, args, kwargs, dtype)
 
 
@@ -159,7 +159,7 @@ def test_max_pool2d_window_gradient_sums_to_upstream(backend, dtype, data):
     x = rng.integers(-2, 3, size=(n, c, ho * k, wo * k)).astype(np.float64)
     kw = conventions(data, backend, "max_pool2d", {"kernel_size": k, "ties": "first"})
     g = seeded_array(data.draw, (n, c, ho, wo), dtype)
-    with unsupported_as_skip():
+    with unsupported_example():
         _, (dx,) = harness.call_vjp(backend, "max_pool2d", (x,), kw, g, dtype)
     sums = dx.reshape(n, c, ho, k, wo, k).sum(axis=(3, 5))
     # the window sum adds at most k^2 entries, each exact (one gradient routed, or g / m
@@ -183,7 +183,7 @@ def test_max_pool2d_tie_convention(backend, dtype, data):
     out = registry.forward("max_pool2d", (x,), **kw)
     g = seeded_array(data.draw, out.shape, dtype)
     expected = registry.vjp("max_pool2d", (x,), g, **kw)[0]
-    with unsupported_as_skip():
+    with unsupported_example():
         _, (dx,) = harness.call_vjp(backend, "max_pool2d", (x,), kw, g, dtype)
     (m,) = registry.vjp("max_pool2d", (x,), np.abs(g), **kw)
     assert_within(f"max-pool gradient with ties ({kw['ties']})", dx, expected,

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from backends import harness
-from properties.checks import unsupported_as_skip
+from properties.checks import unsupported_example
 from properties.optimizer_cases import HYPERS
 from properties.strategies import conventions, kink_free, seeded_array
 from properties.tolerance import assert_close, sensitivity
@@ -82,7 +82,7 @@ def test_mlp_forward(backend, dtype, data):
         return mlp.mlp_forward(p, x, net.activation)
 
     arrays = net.float_inputs()
-    with unsupported_as_skip():
+    with unsupported_example():
         out = harness.call(backend, "mlp_forward", (net.params, net.x),
                            {"activation": net.activation}, dtype)
     (cond,) = sensitivity(f, arrays)
@@ -104,7 +104,7 @@ def test_mlp_gradients(backend, dtype, data):
 
     arrays = net.float_inputs()
     expected = f(arrays)
-    with unsupported_as_skip():
+    with unsupported_example():
         value, grads = harness.call(backend, "mlp_loss_and_grads", (net.params, net.x, net.target),
                                     {"activation": net.activation, "loss": net.loss}, dtype)
     conds = sensitivity(f, arrays)
@@ -136,7 +136,7 @@ def test_mlp_training(backend, dtype, optimizer, data):
 
     arrays = net.float_inputs()
     expected = f(arrays)
-    with unsupported_as_skip():
+    with unsupported_example():
         final, history = harness.train_mlp(backend, net.params, net.x, net.target, optimizer, hyper,
                                            batches, net.activation, net.loss, dtype)
     conds = sensitivity(f, arrays)

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from backends import harness
-from properties.checks import unsupported_as_skip
+from properties.checks import unsupported_example
 from properties.optimizer_cases import HYPERS, MAX_STEPS
 from properties.strategies import conventions, seeded_array, shapes
 from properties.tolerance import assert_close, sensitivity
@@ -45,7 +45,7 @@ def test_trajectory(backend, dtype, component, data):
     hyper = conventions(data, backend, component, HYPERS[component](data))
     params, grads = draw_problem(data, dtype)
     expected = oracle_trajectory(component, hyper, params, grads)
-    with unsupported_as_skip():
+    with unsupported_example():
         actual = harness.run_optimizer(backend, component, hyper, params, grads, dtype)
     n, k = len(params), len(grads)
 

@@ -22,6 +22,7 @@ how close a backend came to failing. Nothing else in the suite holds a tolerance
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -108,6 +109,7 @@ class Record:
     worst_margin: float = 0.0
     comparisons: int = 0
     notes: list[str] = field(default_factory=list)
+    unsupported: Counter[str] = field(default_factory=Counter)  # examples set aside, by reason
 
     def add(self, c: Comparison) -> None:
         self.comparisons += 1

@@ -12,7 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backends import Backend, BackendUnavailable, Unsupported, harness, load_backend, loader, resolve
+from backends import (
+    Backend,
+    BackendUnavailable,
+    Unsupported,
+    UnsupportedComponent,
+    harness,
+    load_backend,
+    loader,
+    resolve,
+)
 from backends.numpy_backend import NumpyBackend
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,13 +93,13 @@ def test_base_class_reports_everything_unsupported():
     class Empty(Backend):
         name = "empty"
 
-    with pytest.raises(Unsupported, match="empty does not implement softmax"):
+    with pytest.raises(UnsupportedComponent, match="empty does not implement softmax"):
         Empty().softmax(np.zeros(2))
 
 
 EXTERNAL = '''
 import numpy as np
-from backends import Backend
+from backends import Backend, Unsupported
 
 
 class TinyNumpy32(Backend):
@@ -116,11 +125,16 @@ class TinyNumpy32(Backend):
         return np.tanh(x)
 
     def softmax(self, x, axis=-1):
+        if axis not in (-1, x.ndim - 1):
+            raise Unsupported("softmax along the last axis only")  # this example's argument
         e = np.exp(x - x.max(axis=axis, keepdims=True))
         return e / e.sum(axis=axis, keepdims=True)
 
     def relu(self, x):
         return np.abs(x)  # a bug: the suite must say so
+
+    def leaky_relu(self, x, negative_slope=0.01):
+        raise Unsupported(f"no negative_slope {negative_slope}")  # declines every example
 '''
 
 
@@ -143,4 +157,14 @@ def test_external_backend_is_certified(tmp_path):
     assert outcome[("test_forward", "relu")] == "failed"
     assert outcome[("test_forward", "dense")] == "unsupported"
     assert outcome[("test_vjp", "tanh")] == "unsupported"
+    # an argument value the backend declines sets that example aside, not the property
+    softmax = next(r for r in rep["results"]
+                   if (r["test"], r["component"]) == ("test_forward", "softmax"))
+    assert softmax["outcome"] == "passed" and softmax["examples"] > 0, softmax
+    assert softmax["unsupported_examples"] > 0, softmax
+    assert "softmax along the last axis only" in softmax["unsupported_reasons"]
+    leaky = next(r for r in rep["results"]
+                 if (r["test"], r["component"]) == ("test_forward", "leaky_relu"))
+    assert leaky["outcome"] == "unsupported", leaky
+    assert leaky["reason"].startswith("every example set aside"), leaky
     assert (reports / "tiny32-cpu.md").read_text().startswith("# Touchstone certificate: tiny32-cpu")
