@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from benchmarks.bench_mlp import DEVICES, REPEAT, _load
+from benchmarks.bench_mlp import DEVICES, REPEAT, cached_runner
 from reference import cnn
 
 ARCHITECTURES = {"lenet": lambda: cnn.lenet(), "resnet": lambda: cnn.resnet()}
@@ -127,28 +127,14 @@ class _ConvRunner:
         self.bk.synchronize()
 
 
-_RUNNERS: dict[tuple, object] = {}
-
-
 def _runner(kind: str, backend: str, arch: str, device: str):
-    """The warmed-up runner, built once per process (asv calls setup before every sample)."""
-    key = (kind, backend, arch, device)
-    if key not in _RUNNERS:
-        try:
-            bk = _load(backend, device)
-        except NotImplementedError as exc:
-            _RUNNERS[key] = exc
-        else:
-            if kind == "conv":
-                runner = _ConvRunner(bk, backend)
-            else:
-                runner = (_JaxCNNRunner if backend == "jax" else _CNNRunner)(bk, arch)
-            runner.run(1)  # warm-up (JAX: compilation)
-            _RUNNERS[key] = runner
-    runner = _RUNNERS[key]
-    if isinstance(runner, NotImplementedError):
-        raise NotImplementedError(*runner.args)
-    return runner
+    """The warmed-up runner: a training step of ``arch`` (kind "train") or conv2d ("conv")."""
+    def build(bk):
+        if kind == "conv":
+            return _ConvRunner(bk, backend)
+        return (_JaxCNNRunner if backend == "jax" else _CNNRunner)(bk, arch)
+
+    return cached_runner((kind, backend, arch, device), backend, device, build, 1)
 
 
 def _median_seconds(runner, n: int, rounds: int = 7) -> float:

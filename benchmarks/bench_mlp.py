@@ -37,6 +37,8 @@ import re
 import statistics
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 THREADS = 1
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -186,25 +188,34 @@ class _JaxJitRunner(_EagerRunner):
         self.params, self.state = p, s
 
 
-_RUNNERS: dict[tuple[str, str, str], object] = {}
+_RUNNERS: dict[tuple, object] = {}
 
 
-def _runner(backend: str, optimizer: str, device: str = "cpu"):
-    """The warmed-up runner for (backend, optimizer, device), built once per process."""
-    key = (backend, optimizer, device)
+def cached_runner(key: tuple, backend: str, device: str, build: Callable[[Any], Any],
+                  warm_up: int):
+    """The runner ``build(backend instance)`` for ``key``, run ``warm_up`` times (JAX: the
+    compilation) and kept for the process, as asv calls setup before every sample. A backend
+    that cannot be loaded here raises NotImplementedError (asv: skipped), remembered too."""
     if key not in _RUNNERS:
         try:
             bk = _load(backend, device)
         except NotImplementedError as exc:
             _RUNNERS[key] = exc
         else:
-            runner = (_JaxJitRunner if backend == "jax" else _EagerRunner)(bk, optimizer)
-            runner.run(STEPS)  # warm-up, and compilation for JAX
+            runner = build(bk)
+            runner.run(warm_up)
             _RUNNERS[key] = runner
     runner = _RUNNERS[key]
     if isinstance(runner, NotImplementedError):
         raise NotImplementedError(*runner.args)
     return runner
+
+
+def _runner(backend: str, optimizer: str, device: str = "cpu"):
+    """The warmed-up MLP runner for (backend, optimizer, device)."""
+    cls = _JaxJitRunner if backend == "jax" else _EagerRunner
+    return cached_runner(("mlp", backend, optimizer, device), backend, device,
+                         lambda bk: cls(bk, optimizer), STEPS)
 
 
 class MLPTrainStep:

@@ -54,20 +54,22 @@ def _conv_padding(data, ndim: int) -> tuple[Any, list[tuple[int, int]] | None]:
     return (tuple(pads) if ndim == 2 else pads[0]), pads
 
 
-def _groups(data) -> tuple[int, int, int]:
-    """(groups, in channels per group, out channels per group)."""
+def _conv_config(data) -> tuple[Any, ...]:
+    """(groups, in and out channels per group, N, kernel as a pair, stride and dilation as
+    passed and as pairs)."""
     g = data.draw(st.sampled_from((1, 1, 2, 3)), label="groups")
-    return g, data.draw(st.integers(1, 3), label="in_per_group"), \
-        data.draw(st.integers(1, 2), label="out_per_group")
+    cg = data.draw(st.integers(1, 3), label="in_per_group")
+    og = data.draw(st.integers(1, 2), label="out_per_group")
+    n = data.draw(st.integers(1, 3), label="N")
+    _, ks = _int_or_pair(data, 1, 3, "kernel")
+    stride, ss = _int_or_pair(data, 1, 3, "stride")
+    dilation, ds = _int_or_pair(data, 1, 2, "dilation")
+    return g, cg, og, n, ks, stride, ss, dilation, ds
 
 
 def _conv(ndim: int) -> Case:
     def case(data, dtype, tail):
-        g, cg, og = _groups(data)
-        n = data.draw(st.integers(1, 3), label="N")
-        kernel, ks = _int_or_pair(data, 1, 3, "kernel")
-        stride, ss = _int_or_pair(data, 1, 3, "stride")
-        dilation, ds = _int_or_pair(data, 1, 2, "dilation")
+        g, cg, og, n, ks, stride, ss, dilation, ds = _conv_config(data)
         if ndim == 1:
             stride, dilation = ss[0], ds[0]
         padding, pads = _conv_padding(data, ndim)
@@ -82,11 +84,7 @@ def _conv(ndim: int) -> Case:
 
 
 def _conv_transpose2d(data, dtype, tail):
-    g, cg, og = _groups(data)
-    n = data.draw(st.integers(1, 3), label="N")
-    kernel, ks = _int_or_pair(data, 1, 3, "kernel")
-    stride, ss = _int_or_pair(data, 1, 3, "stride")
-    dilation, ds = _int_or_pair(data, 1, 2, "dilation")
+    g, cg, og, n, ks, stride, ss, dilation, ds = _conv_config(data)
     # 2p <= d (k - 1) keeps the output size (H - 1) s - 2p + d (k - 1) + op + 1 >= 1
     ps = tuple(data.draw(st.integers(0, ds[i] * (ks[i] - 1) // 2), label=f"padding_{i}")
                for i in range(2))

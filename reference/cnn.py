@@ -166,14 +166,18 @@ def resnet(in_channels: int = 3, size: int = 32, width: int = 16, classes: int =
         Layer("global_avg_pool"), Layer("dense", classes)))
 
 
+def _check_counts(arch: Architecture, params: Sequence[Any], state: Sequence[Any]):
+    """ValueError unless there are as many params and state arrays as ``arch`` has."""
+    shapes, state_shapes, _ = arch.shapes()
+    for name, arrays, want in (("params", params, shapes), ("state", state, state_shapes)):
+        if len(arrays) != len(want):
+            raise ValueError(f"{name}: expected {len(want)} arrays for {arch.name}, got {len(arrays)}")
+    return shapes, state_shapes
+
+
 def _split(arch: Architecture, params: Sequence[Any], state: Sequence[Any]):
     """Per layer (params, state) slices."""
-    shapes, state_shapes, _ = arch.shapes()
-    if len(params) != len(shapes):
-        raise ValueError(f"params: expected {len(shapes)} arrays for {arch.name}, got {len(params)}")
-    if len(state) != len(state_shapes):
-        raise ValueError(f"state: expected {len(state_shapes)} arrays for {arch.name}, "
-                         f"got {len(state)}")
+    _check_counts(arch, params, state)
     i = j = 0
     out = []
     for layer in arch.layers:
@@ -217,12 +221,10 @@ def apply(arch: Architecture, ops: Any, params: Sequence[Any], state: Sequence[A
 
 
 def _check(arch: Architecture, params, state, x):
-    shapes, state_shapes, _ = arch.shapes()
+    shapes, state_shapes = _check_counts(arch, params, state)
     params = [as_float(f"params[{i}]", p) for i, p in enumerate(params)]
     state = [as_float(f"state[{i}]", s) for i, s in enumerate(state)]
     for name, arrays, want in (("params", params, shapes), ("state", state, state_shapes)):
-        if len(arrays) != len(want):
-            raise ValueError(f"{name}: expected {len(want)} arrays for {arch.name}, got {len(arrays)}")
         for i, (a, s) in enumerate(zip(arrays, want, strict=True)):
             if a.shape != s:
                 raise ValueError(f"{name}[{i}]: expected shape {s}, got {a.shape}")
