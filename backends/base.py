@@ -264,11 +264,12 @@ class Backend:
 
     def batch_norm(self, x, weight, bias, running_mean, running_var, training=True,
                    momentum=0.1, eps=1e-5, momentum_convention="torch",
-                   unbiased_running_var=True):
+                   unbiased_running_var=True, variance="two_pass"):
         """(y, new_running_mean, new_running_var) for x (N, C) or (N, C, H, W), per channel.
 
         training: y = (x - mean) / sqrt(var + eps) * weight + bias with the batch mean and
-        biased variance over every axis but 1; the running statistics move towards the batch
+        biased variance over every axis but 1, computed two-pass (mean((x - mean)^2)) or
+        "fast" (E[x^2] - E[x]^2); the running statistics move towards the batch
         ones, r <- (1 - m) r + m stat ("torch") or r <- m r + (1 - m) stat ("flax"), the
         variance statistic unbiased (n / (n - 1)) or not. Eval: the running statistics
         normalise and come back unchanged. weight / bias None: no affine transform."""

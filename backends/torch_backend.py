@@ -48,8 +48,9 @@ class TorchBackend(Backend):
         # The max-pool backward sends a window's whole gradient to its first maximum in
         # row-major order (every dtype, CPU).
         "max_pool2d": {"ties": "first"},
-        # r <- (1 - m) r + m stat, with the unbiased (n / (n - 1)) batch variance.
-        "batch_norm": {"momentum_convention": "torch", "unbiased_running_var": True},
+        # r <- (1 - m) r + m stat, with the unbiased (n / (n - 1)) batch variance, two-pass.
+        "batch_norm": {"momentum_convention": "torch", "unbiased_running_var": True,
+                       "variance": "two_pass"},
     }
     known_divergences: tuple[KnownDivergence, ...] = ()  # set below the module's helpers
 
@@ -275,11 +276,14 @@ class TorchBackend(Backend):
     def batch_norm(self, x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,
                    running_mean: torch.Tensor, running_var: torch.Tensor, training: bool = True,
                    momentum: float = 0.1, eps: float = 1e-5, momentum_convention: str = "torch",
-                   unbiased_running_var: bool = True
+                   unbiased_running_var: bool = True, variance: str = "two_pass"
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """F.batch_norm on clones of the running statistics (it updates them in place),
         returned with y. torch's convention: r <- (1 - m) r + m stat, the running variance
-        unbiased; it refuses training with one value per channel (Unsupported)."""
+        unbiased, the batch variance two-pass; it refuses training with one value per
+        channel (Unsupported)."""
+        if variance != "two_pass":
+            raise Unsupported(f"F.batch_norm computes a two-pass variance, not {variance!r}")
         if momentum_convention != "torch":
             raise Unsupported(f"F.batch_norm updates r <- (1 - m) r + m stat "
                               f"(momentum_convention='torch'), not {momentum_convention!r}")

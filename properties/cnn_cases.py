@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from properties.inputs import Case, Inputs
 from properties.strategies import floats_array
 from properties.tolerance import round_to
+from reference.batchnorm import VARIANCES
 
 
 def _size(data, kernel: int, dilation: int, pad_total: int, label: str, spread: int = 4) -> int:
@@ -173,6 +174,7 @@ def _batch_norm(data, dtype, tail):
         "momentum_convention": data.draw(st.sampled_from(("torch", "flax")),
                                          label="momentum_convention"),
         "unbiased_running_var": data.draw(st.booleans(), label="unbiased_running_var"),
+        "variance": data.draw(st.sampled_from(VARIANCES), label="variance"),
     }
     return Inputs((x, weight, bias), kwargs, terms=n * int(np.prod(spatial)))
 

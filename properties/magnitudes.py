@@ -42,8 +42,11 @@ def _per_example(v: np.ndarray, reduction: str, denom: float) -> np.ndarray:
 
 
 def forward_terms(name: str, primals: tuple[np.ndarray, ...], kwargs: dict[str, Any]
-                  ) -> np.ndarray | None:
-    """M for the forward output of component ``name`` (None: no cancelling terms)."""
+                  ) -> np.ndarray | list[np.ndarray] | None:
+    """M for the forward output of component ``name`` (a list for a component with several
+    outputs; None: no cancelling terms)."""
+    if name == "batch_norm":
+        return _batch_norm_forward_terms(primals, kwargs)
     if name == "dense":
         x, w, b = primals
         return np.abs(x) @ np.abs(w) + np.abs(b)
@@ -120,14 +123,52 @@ def vjp_terms(name: str, primals: tuple[np.ndarray, ...], kwargs: dict[str, Any]
     return None
 
 
+def _bn_channels(x: np.ndarray):
+    """(axes over which a channel's statistics run, the shape of a per-channel array in x)."""
+    return (0, *range(2, x.ndim)), (1, -1) + (1,) * (x.ndim - 2)
+
+
+def _fast_variance(x: np.ndarray, kwargs) -> np.ndarray | None:
+    """E[x^2] per channel where the batch variance is E[x^2] - E[x]^2 (variance="fast",
+    training): both terms are about E[x^2] and each is rounded relative to it, so the
+    variance carries eps 2 E[x^2] where the two-pass variance carries eps var. None: no such
+    terms (two-pass, or eval mode, which computes no statistic)."""
+    if kwargs.get("variance", "two_pass") != "fast" or not kwargs.get("training", True):
+        return None
+    axes, shape = _bn_channels(x)
+    return (x * x).mean(axis=axes, keepdims=True)
+
+
+def _batch_norm_forward_terms(primals, kwargs):
+    """[M of y, of the running mean, of the running variance] for the fast variance: its
+    error d var = eps 2 E[x^2] reaches the running variance times the weight of the new
+    statistic (and n / (n - 1) when unbiased), and y = (x - mu) r w + b through
+    r = (var + eps)^(-1/2): |x - mu| |w| r^3 d var / 2. None for the two-pass variance."""
+    x = primals[0]
+    weight = primals[1] if len(primals) > 1 else kwargs.get("weight")
+    ms = _fast_variance(x, kwargs)
+    if ms is None:
+        return None
+    axes, shape = _bn_channels(x)
+    mu = x.mean(axis=axes, keepdims=True)
+    r = 1.0 / np.sqrt(((x - mu) ** 2).mean(axis=axes, keepdims=True) + kwargs.get("eps", 1e-5))
+    w = 1.0 if weight is None else np.abs(weight).reshape(shape)
+    n = x.size // x.shape[1]
+    m = kwargs.get("momentum", 0.1)
+    take = m if kwargs.get("momentum_convention", "torch") == "torch" else 1.0 - m
+    unbiased = n / (n - 1) if kwargs.get("unbiased_running_var", True) else 1.0
+    return [np.abs(x - mu) * w * r**3 * ms, np.zeros(x.shape[1]),
+            (take * unbiased * 2 * ms).reshape(-1)]
+
+
 def _batch_norm_vjp_terms(primals, kwargs, g):
     """Training: dx = r w (g - mean(g) - xhat mean(g xhat)) with r = 1 / sqrt(var + eps) sums
     terms of size r |w| (|g| + mean|g| + |xhat| mean|g xhat|), far above dx when g is nearly
     affine in xhat; dw = sum g xhat and db = sum g sum |g xhat| and |g|. Eval mode multiplies
-    only: no terms beyond the result."""
+    only: no terms beyond the result. The fast variance's error eps 2 E[x^2] moves r by the
+    relative k = r^2 E[x^2] eps: dx (r, and r^3 in xhat mean(g xhat)) by 3 k, dw by k."""
     x, weight, _ = primals
-    axes = (0, *range(2, x.ndim))
-    shape = (1, -1) + (1,) * (x.ndim - 2)
+    axes, shape = _bn_channels(x)
     if kwargs.get("training", True):
         mu = x.mean(axis=axes, keepdims=True)
         r = 1.0 / np.sqrt(((x - mu) ** 2).mean(axis=axes, keepdims=True) + kwargs.get("eps", 1e-5))
@@ -139,7 +180,12 @@ def _batch_norm_vjp_terms(primals, kwargs, g):
     gx = g * xhat
     dx = r * w * (g + g.mean(axis=axes, keepdims=True) + xhat * gx.mean(axis=axes, keepdims=True)) \
         if kwargs.get("training", True) else g * r * w
-    return [dx, gx.sum(axis=axes), g.sum(axis=axes)]
+    dw = gx.sum(axis=axes)
+    ms = _fast_variance(x, kwargs)
+    if ms is not None:
+        k = r * r * ms
+        dx, dw = dx * (1 + 3 * k), dw * (1 + k.reshape(-1))
+    return [dx, dw, g.sum(axis=axes)]
 
 
 def _abs_conv2d_vjp(x, w, b, g, **kw):

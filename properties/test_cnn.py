@@ -22,7 +22,7 @@ from reference.optimizers import Optimizer, make_optimizer
 ARCHITECTURES = ("lenet", "resnet")
 #: the conventions the networks' batch norms take from each backend
 _BN_DEFAULTS = {"momentum": 0.1, "eps": 1e-5, "momentum_convention": "torch",
-                "unbiased_running_var": True}
+                "unbiased_running_var": True, "variance": "two_pass"}
 
 
 @dataclass

@@ -1,7 +1,10 @@
 """Batch normalisation over x (N, C) or (N, C, H, W), per channel c, as F.batch_norm.
 
-Training: mu, var = mean and biased variance of x over (N, H, W), n = N H W values (n >= 2);
-var is two-pass, mean((x - mu)^2), never E[x^2] - E[x]^2. Eval: mu, var = running statistics.
+Training: mu, var = mean and biased variance of x over (N, H, W), n = N H W values (n >= 2).
+variance="two_pass" (PyTorch): var = mean((x - mu)^2). variance="fast" (flax's default
+use_fast_variance=True): var = max(0, E[x^2] - E[x]^2), which cancels when mu^2 >> var; the
+same value in exact arithmetic, given so a backend is held to the rounding of the algorithm
+it declares. Eval: mu, var = running statistics.
 
     y = (x - mu) / sqrt(var + eps) * weight + bias     (weight, bias (C,) or None: 1 and 0)
 
@@ -20,6 +23,7 @@ import numpy as np
 from reference._validate import as_float, in_unit_interval, positive, same_shape
 
 MOMENTUM_CONVENTIONS = ("torch", "flax")
+VARIANCES = ("two_pass", "fast")
 
 
 def _vector(name: str, v, c: int) -> np.ndarray:
@@ -29,7 +33,8 @@ def _vector(name: str, v, c: int) -> np.ndarray:
     return v
 
 
-def _inputs(x, weight, bias, running_mean, running_var, training, momentum, eps, momentum_convention):
+def _inputs(x, weight, bias, running_mean, running_var, training, momentum, eps, momentum_convention,
+            variance):
     x = as_float("x", x, (2, 4))
     c = x.shape[1]
     weight = None if weight is None else _vector("weight", weight, c)
@@ -43,6 +48,8 @@ def _inputs(x, weight, bias, running_mean, running_var, training, momentum, eps,
     if momentum_convention not in MOMENTUM_CONVENTIONS:
         raise ValueError(f"momentum_convention: expected one of {MOMENTUM_CONVENTIONS}, "
                          f"got {momentum_convention!r}")
+    if variance not in VARIANCES:
+        raise ValueError(f"variance: expected one of {VARIANCES}, got {variance!r}")
     n = x.size // c if c else 0
     if training and n < 2:
         raise ValueError(f"x: expected more than 1 value per channel when training, got shape {x.shape}")
@@ -68,23 +75,25 @@ def _per_channel(v: np.ndarray, x: np.ndarray) -> np.ndarray:
     return v.reshape((1, -1) + (1,) * (x.ndim - 2))
 
 
-def _centred(x: np.ndarray, n: int):
-    """(mu, x - mu, biased var), two-pass."""
+def _centred(x: np.ndarray, n: int, variance: str):
+    """(mu, x - mu, biased var), var two-pass or fast (see the module docstring)."""
     mu = _channel_sum(x) / n
     xc = x - _per_channel(mu, x)
-    var = _channel_dot(xc, xc) / n
-    return mu, xc, var
+    if variance == "fast":
+        return mu, xc, np.maximum(0.0, _channel_dot(x, x) / n - mu * mu)
+    return mu, xc, _channel_dot(xc, xc) / n
 
 
 def batch_norm(x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None,
                running_mean: np.ndarray, running_var: np.ndarray, training: bool = True,
                momentum: float = 0.1, eps: float = 1e-5, momentum_convention: str = "torch",
-               unbiased_running_var: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               unbiased_running_var: bool = True, variance: str = "two_pass"
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(y, new running_mean, new running_var); eval returns copies of the running statistics."""
     x, weight, bias, rm, rv, n = _inputs(x, weight, bias, running_mean, running_var, training,
-                                         momentum, eps, momentum_convention)
+                                         momentum, eps, momentum_convention, variance)
     if training:
-        mu, xc, var = _centred(x, n)
+        mu, xc, var = _centred(x, n, variance)
         stat_var = var * (n / (n - 1)) if unbiased_running_var else var
         # each weight written as given: 1 - (1 - m) would lose a small m
         keep, take = (1.0 - momentum, momentum) if momentum_convention == "torch" else \
@@ -106,7 +115,7 @@ def batch_norm(x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None
 def batch_norm_vjp(x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None, g: np.ndarray,
                    running_mean: np.ndarray, running_var: np.ndarray, training: bool = True,
                    momentum: float = 0.1, eps: float = 1e-5, momentum_convention: str = "torch",
-                   unbiased_running_var: bool = True):
+                   unbiased_running_var: bool = True, variance: str = "two_pass"):
     """(dx, dweight, dbias) of y; dweight / dbias None when weight / bias is None.
 
     Training, per channel (means over N, H, W; xhat = (x - mu) / sqrt(var + eps)):
@@ -114,11 +123,11 @@ def batch_norm_vjp(x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | 
     Eval: dx = g weight / sqrt(running_var + eps). Both: dweight = sum g xhat, dbias = sum g.
     """
     x, weight, bias, rm, rv, n = _inputs(x, weight, bias, running_mean, running_var, training,
-                                         momentum, eps, momentum_convention)
+                                         momentum, eps, momentum_convention, variance)
     g = as_float("g", g)
     same_shape("g", g, "x", x)
     if training:
-        _, xc, var = _centred(x, n)
+        _, xc, var = _centred(x, n, variance)
     else:
         var, xc = rv, x - _per_channel(rm, x)
     inv = 1.0 / np.sqrt(var + eps)

@@ -299,8 +299,10 @@ def _bn_stats(x, eps):
             np.sqrt(var + eps))
 
 
-def _bn_magnitude(x, weight, bias, rm, rv, training, eps):
-    """Per element, the magnitude M that y's rounding is a multiple of eps times (_bn_bounds)."""
+def _bn_magnitude(x, weight, bias, rm, rv, training, eps, variance="two_pass"):
+    """Per element, the magnitude M that y's rounding is a multiple of eps times (_bn_bounds).
+    The fast variance adds |d var| <= 2 (n + 3) eps E[x^2], moving y by |w| Xc |d var| / (2 s^3):
+    M gains |w| Xc E[x^2] / s^3."""
     c = x.shape[1]
     w = np.ones(c) if weight is None else np.abs(weight)
     b = np.zeros(c) if bias is None else np.abs(bias)
@@ -310,10 +312,18 @@ def _bn_magnitude(x, weight, bias, rm, rv, training, eps):
                 + _per_channel(b, x))
     _, _, _, a, big_xc, s = _bn_stats(x, eps)
     m = w * (a / s + (big_xc / s) * (1 + big_xc * a / s**2)) + b
+    if variance == "fast":
+        m = m + w * big_xc * _mean_square(x) / s**3
     return np.broadcast_to(_per_channel(m, x), x.shape)
 
 
-def _bn_bounds(x, weight, bias, rm, rv, training, eps, implementations: int):
+def _mean_square(x):
+    """E[x^2] per channel."""
+    return (x * x).mean(axis=(0,) if x.ndim == 2 else (0, 2, 3))
+
+
+def _bn_bounds(x, weight, bias, rm, rv, training, eps, implementations: int,
+               variance="two_pass"):
     """Rounding bounds for (y, running_mean, running_var), per element / per channel.
 
     Training, per channel (_bn_stats): |d mu| <= (n + 1) eps A; |d var| <= (n + 3) eps var +
@@ -323,12 +333,14 @@ def _bn_bounds(x, weight, bias, rm, rv, training, eps, implementations: int):
     M = |w| (A / s + (Xc / s)(1 + Xc A / s^2)) + |b|. The running statistics add 3 eps of their
     terms to |d mu| and to twice |d var| (the factor n / (n - 1) <= 2).
     Eval: y = (x - rm) / sqrt(rv + eps) w + b: 7 roundings, within 7 eps M with
-    M = |w| (|x| + |rm|) / s + |b|."""
-    m = _bn_magnitude(x, weight, bias, rm, rv, training, eps)
+    M = |w| (|x| + |rm|) / s + |b|. The fast variance: see _bn_magnitude."""
+    m = _bn_magnitude(x, weight, bias, rm, rv, training, eps, variance)
     if not training:
         return implementations * 7 * EPS * m, 0.0, 0.0
     n, mu, var, a, big_xc, _ = _bn_stats(x, eps)
     d_var = (n + 3) * EPS * var + 2 * (n + 2) * EPS * big_xc * a
+    if variance == "fast":
+        d_var = d_var + 2 * (n + 3) * EPS * _mean_square(x)
     rm_tol = (n + 1) * EPS * a + 3 * EPS * (np.abs(rm) + np.abs(mu))
     rv_tol = 2 * d_var + 3 * EPS * (np.abs(rv) + 2 * var)
     return implementations * (n + 8) * EPS * m, implementations * rm_tol, implementations * rv_tol
@@ -534,16 +546,18 @@ def test_global_avg_pool_and_flatten_vjps_match_fd(data):
     assert_vjp_matches_fd(P.flatten, [x], [t], c, [dx])
 
 
+@pytest.mark.parametrize("variance", B.VARIANCES)
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("affine", [True, False], ids=["affine", "no_affine"])
 @pytest.mark.parametrize("shape_4d", [True, False], ids=["NCHW", "NC"])
 @given(data=st.data())
-def test_batch_norm_vjp_matches_fd(data, shape_4d, affine, training):
+def test_batch_norm_vjp_matches_fd(data, shape_4d, affine, training, variance):
     x, weight, bias, rm, rv, momentum, eps = _bn_case(data, shape_4d, affine)
     if training:
         assume(x.size // x.shape[1] >= 2)
     c = seeded(data, x.shape, 1.0, "cotangent")
-    dx, dw, db = B.batch_norm_vjp(x, weight, bias, c, rm, rv, training, momentum, eps)
+    dx, dw, db = B.batch_norm_vjp(x, weight, bias, c, rm, rv, training, momentum, eps,
+                                  variance=variance)
     primals, grads = [x], [dx]
     if affine:
         primals += [weight, bias]
@@ -553,11 +567,12 @@ def test_batch_norm_vjp_matches_fd(data, shape_4d, affine, training):
     tangents = [seeded(data, p.shape, 1.0, f"t{j}") for j, p in enumerate(primals)]
 
     def f(x, weight=None, bias=None):
-        return B.batch_norm(x, weight, bias, rm, rv, training, momentum, eps)[0]
+        return B.batch_norm(x, weight, bias, rm, rv, training, momentum, eps,
+                            variance=variance)[0]
 
     # y is wrong by at most (n + 8) eps M (_bn_bounds; n <= 27 here, so U = 64 eps covers it),
     # mostly through mu and var, where x - mu cancels: M weighted by |c|
-    m = _bn_magnitude(x, weight, bias, rm, rv, training, eps)
+    m = _bn_magnitude(x, weight, bias, rm, rv, training, eps, variance)
     assert_vjp_matches_fd(f, primals, tangents, c, grads, _dot(np.abs(c), m))
 
 
@@ -677,6 +692,35 @@ def test_batch_norm_train_output_is_standardised(data):
                   <= 2 * y_max * e + e * e + (n + 3) * EPS * y_max**2 + d_var / (v + eps))
 
 
+@given(data=st.data())
+def test_batch_norm_fast_variance_is_the_same_statistic(data):
+    """variance="fast" (max(0, E[x^2] - E[x]^2)) is the two-pass statistic up to its own
+    rounding (_bn_bounds with variance="fast"): the same mean, running variance and y."""
+    x, weight, bias, rm, rv, momentum, eps = _bn_case(data, True, True)
+    assume(x.size // x.shape[1] >= 2)
+    unbiased = data.draw(st.booleans(), label="unbiased_running_var")
+    two = B.batch_norm(x, weight, bias, rm, rv, True, momentum, eps, unbiased_running_var=unbiased)
+    fast = B.batch_norm(x, weight, bias, rm, rv, True, momentum, eps,
+                        unbiased_running_var=unbiased, variance="fast")
+    y_tol, _, rv_tol = _bn_bounds(x, weight, bias, rm, rv, True, eps, 2, "fast")
+    np.testing.assert_array_equal(fast[1], two[1])  # the mean is the same sum either way
+    assert np.all(np.abs(fast[2] - two[2]) <= rv_tol)
+    assert np.all(np.abs(fast[0] - two[0]) <= y_tol)
+
+
+def test_batch_norm_fast_variance_cancels_for_a_large_mean():
+    """x = 1e10 -+ 1 (exact): the two-pass variance is exactly 1; E[x^2] = 1e20 + 1 is not a
+    float64 (spacing 16384 there), so the fast variance is 0 or a multiple of 16384: the
+    cancellation flax#1491 reports and the large-mean property exposes."""
+    x = np.array([[1e10 - 1.0], [1e10 + 1.0]])
+    _, _, two = B.batch_norm(x, None, None, np.zeros(1), np.zeros(1), momentum=1.0,
+                             unbiased_running_var=False)
+    _, _, fast = B.batch_norm(x, None, None, np.zeros(1), np.zeros(1), momentum=1.0,
+                              unbiased_running_var=False, variance="fast")
+    assert two[0] == 1.0
+    assert fast[0] % 16384.0 == 0.0
+
+
 def test_batch_norm_stays_accurate_far_from_zero():
     """float32-rounded input with mean 1e4 and std 1: the two-pass variance keeps y's std at
     sqrt(v / (v + eps)) to a few dozen eps; E[x^2] - E[x]^2 would lose ~8 digits (1e8 / 1)."""
@@ -763,6 +807,7 @@ BN_BAD = [
     ("x", lambda: _bn(np.ones((1, 3, 1, 1)))),
     ("x", lambda: _bn(np.full((2, 3), np.nan))),
     ("momentum_convention", lambda: _bn(momentum_convention="keras")),
+    ("variance", lambda: _bn(variance="welford")),
     ("weight", lambda: _bn(weight=np.ones(4))),
     ("weight", lambda: _bn(weight=np.full(3, np.nan))),
     ("bias", lambda: _bn(bias=np.ones((3, 1)))),
