@@ -168,8 +168,10 @@ def _batch_norm(data, dtype, tail):
         "running_mean": data.draw(floats_array((c,), -1.0, 1.0, dtype), label="running_mean"),
         "running_var": data.draw(floats_array((c,), 0.25, 4.0, dtype), label="running_var"),
         "training": data.draw(st.booleans(), label="training"),
-        "momentum": float(round_to(np.array(data.draw(st.floats(0.0, 1.0), label="momentum")),
-                                   dtype)),
+        # the frameworks' defaults (torch 0.1, flax 0.99) as often as any other value
+        "momentum": float(round_to(np.array(data.draw(
+            st.one_of(st.sampled_from((0.1, 0.9, 0.99)), st.floats(0.0, 1.0)), label="momentum")),
+            dtype)),
         "eps": data.draw(st.sampled_from((1e-5, 1e-3, 0.1)), label="eps"),
         "momentum_convention": data.draw(st.sampled_from(("torch", "flax")),
                                          label="momentum_convention"),

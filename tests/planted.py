@@ -22,7 +22,12 @@ class Planted(NumpyBackend):
 
     def optimizer(self, name, **hyper):
         broken = getattr(self, f"broken_{name}", None)
-        return broken(**hyper) if broken else super().optimizer(name, **hyper)
+        return broken(**hyper) if broken else self.correct_optimizer(name, **hyper)
+
+    def correct_optimizer(self, name, **hyper):
+        """The oracle's optimizer: a broken_<name> defers to it for the cases it does not
+        break (optimizer would call broken_<name> back, endlessly)."""
+        return NumpyBackend.optimizer(self, name, **hyper)
 
 
 def _moments(b1, b2, correct: bool, amsgrad_of_v_hat: bool = False):
@@ -62,7 +67,7 @@ class AdamNoBiasCorrection(Planted):
     def broken_adam(self, lr, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, weight_decay=0.0,
                     amsgrad=None):
         if weight_decay:
-            return super().optimizer("adam", lr=lr, b1=b1, b2=b2, eps=eps, eps_root=eps_root,
+            return self.correct_optimizer("adam", lr=lr, b1=b1, b2=b2, eps=eps, eps_root=eps_root,
                                      weight_decay=weight_decay, amsgrad=amsgrad)
         init, factory = _moments(b1, b2, correct=False)
         return Optimizer(init, factory(lr, eps, eps_root, amsgrad))
@@ -76,7 +81,7 @@ class AmsgradWrongMoment(Planted):
     def broken_adam(self, lr, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, weight_decay=0.0,
                     amsgrad=None):
         if amsgrad != "torch" or weight_decay:
-            return super().optimizer("adam", lr=lr, b1=b1, b2=b2, eps=eps, eps_root=eps_root,
+            return self.correct_optimizer("adam", lr=lr, b1=b1, b2=b2, eps=eps, eps_root=eps_root,
                                      weight_decay=weight_decay, amsgrad=amsgrad)
         init, factory = _moments(b1, b2, correct=True, amsgrad_of_v_hat=True)
         return Optimizer(init, factory(lr, eps, eps_root, amsgrad))
@@ -128,7 +133,7 @@ class RmspropEpsAlwaysInSqrt(Planted):
 
     def broken_rmsprop(self, **hyper):
         hyper["eps_in_sqrt"] = True
-        return super().optimizer("rmsprop", **hyper)
+        return self.correct_optimizer("rmsprop", **hyper)
 
 
 class AdagradNoAccumulation(Planted):

@@ -20,7 +20,8 @@ from tests.planted import NumpyBackend, Planted
 
 class ConvPaddingPairsSwapped(Planted):
     """Explicit ((top, bottom), (left, right)) padding handed on in F.pad's (left, right,
-    top, bottom) order: the height and width pads trade places."""
+    top, bottom) order: the height and width pads trade places (wrong outputs, or, as in
+    torch, an error where the swapped pads leave the kernel no room)."""
 
     name, component = "planted-conv-padding-pairs-swapped", "conv2d"
 
@@ -124,18 +125,22 @@ class BatchNormBiasedRunningVar(Planted):
     name, component = "planted-bn-biased-running-var", "batch_norm"
 
     def batch_norm(self, x, weight, bias, running_mean, running_var, training=True, momentum=0.1,
-                   eps=1e-5, momentum_convention="torch", unbiased_running_var=True):
+                   eps=1e-5, momentum_convention="torch", unbiased_running_var=True,
+                   variance="two_pass"):
         return B.batch_norm(x, weight, bias, running_mean, running_var, training, momentum, eps,
-                            momentum_convention, False)
+                            momentum_convention, False, variance)
 
 
 class BatchNormFastVariance(Planted):
-    """The batch variance as E[x^2] - E[x]^2, which cancels for inputs with a large mean."""
+    """The batch variance as E[x^2] - E[x]^2, which cancels for inputs with a large mean,
+    in a backend that declares the two-pass variance."""
 
     name, component = "planted-bn-fast-variance", "batch_norm"
+    conventions = {**NumpyBackend.conventions, "batch_norm": {"variance": "two_pass"}}
 
     def batch_norm(self, x, weight, bias, running_mean, running_var, training=True, momentum=0.1,
-                   eps=1e-5, momentum_convention="torch", unbiased_running_var=True):
+                   eps=1e-5, momentum_convention="torch", unbiased_running_var=True,
+                   variance="two_pass"):
         if not training:
             return B.batch_norm(x, weight, bias, running_mean, running_var, False, momentum, eps,
                                 momentum_convention, unbiased_running_var)
@@ -156,10 +161,11 @@ class BatchNormMomentumFlipped(Planted):
     name, component = "planted-bn-momentum-flipped", "batch_norm"
 
     def batch_norm(self, x, weight, bias, running_mean, running_var, training=True, momentum=0.1,
-                   eps=1e-5, momentum_convention="torch", unbiased_running_var=True):
+                   eps=1e-5, momentum_convention="torch", unbiased_running_var=True,
+                   variance="two_pass"):
         flipped = {"torch": "flax", "flax": "torch"}[momentum_convention]
         return B.batch_norm(x, weight, bias, running_mean, running_var, training, momentum, eps,
-                            flipped, unbiased_running_var)
+                            flipped, unbiased_running_var, variance)
 
 
 class BatchNormEvalUsesBatchStatistics(Planted):
@@ -168,9 +174,10 @@ class BatchNormEvalUsesBatchStatistics(Planted):
     name, component = "planted-bn-eval-batch-stats", "batch_norm"
 
     def batch_norm(self, x, weight, bias, running_mean, running_var, training=True, momentum=0.1,
-                   eps=1e-5, momentum_convention="torch", unbiased_running_var=True):
+                   eps=1e-5, momentum_convention="torch", unbiased_running_var=True,
+                   variance="two_pass"):
         y, rm, rv = B.batch_norm(x, weight, bias, running_mean, running_var, True, momentum, eps,
-                                 momentum_convention, unbiased_running_var)
+                                 momentum_convention, unbiased_running_var, variance)
         return (y, rm, rv) if training else (y, np.array(running_mean), np.array(running_var))
 
 

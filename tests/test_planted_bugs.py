@@ -4,6 +4,7 @@ under the ci profile, while the correct oracle backend passes the same tests in 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,8 @@ from tests.planted import PLANTED
 from tests.planted_cnn import CNN_PLANTED
 
 ALL_PLANTED = PLANTED + CNN_PLANTED
+#: errors that say the planted backend's own code is broken, not the component it models
+PROGRAMMING_ERRORS = r"\b(RecursionError|TypeError|AttributeError|NameError)\b"
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,3 +63,9 @@ def test_planted_bug_is_caught(planted_run, cls):
         f"failures were in {where}")
     for r in failed:
         assert r["counterexample"] and r["reproduce"], f"{r['nodeid']} lacks a reproduction"
+    # caught by a property, or by the backend refusing a valid input as the bug makes it do;
+    # never only by a programming error in the planted backend itself
+    assert any(not re.search(PROGRAMMING_ERRORS, r["counterexample"])
+               for r in failed if r["component"] == cls.component), (
+        f"{cls.name} failed in {cls.component!r} only by a programming error: "
+        f"{[r['counterexample'][:300] for r in failed]}")
