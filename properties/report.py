@@ -190,7 +190,11 @@ def write_all(config: pytest.Config, selected: dict, results: list[dict], items:
             continue
         spec, test, component, dtype = item_key(item)
         if spec in by_spec:
-            by_spec[spec].append({**entry, "test": test, "component": component, "dtype": dtype})
+            params = getattr(getattr(item, "callspec", None), "params", {})
+            variant = ", ".join(f"{k}={v}" for k, v in params.items()
+                                if k not in ("backend", "dtype", "component"))
+            by_spec[spec].append({**entry, "test": f"{test}[{variant}]" if variant else test,
+                                  "component": component, "dtype": dtype})
     out_dir = Path(report_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
