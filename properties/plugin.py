@@ -160,7 +160,7 @@ def pytest_runtest_call(item: pytest.Item):
         if not record.unsupported or (isinstance(exc, FailedHealthCheck)
                                       and "filter" not in str(exc)):
             raise
-        pytest.skip(f"unsupported: every example set aside ({unsupported_summary(record)})")
+        pytest.skip(f"unsupported: every example set aside: {unsupported_summary(record)}")
     finally:
         if inner is not None:
             handle.inner_test = inner
@@ -172,9 +172,15 @@ def pytest_runtest_call(item: pytest.Item):
             item.user_properties.append(("unsupported_reasons", unsupported_summary(record)))
 
 
-def unsupported_summary(record: tolerance.Record) -> str:
-    """'n x reason; ...' of the examples a test set aside as unsupported, most common first."""
-    return "; ".join(f"{n} x {reason}" for reason, n in record.unsupported.most_common())
+def unsupported_summary(record: tolerance.Record, shown: int = 3) -> str:
+    """'n x reason; ...' of the examples a test set aside as unsupported, the ``shown`` most
+    common reasons first, then how many others."""
+    common = record.unsupported.most_common()
+    text = "; ".join(f"{n} x {reason}" for reason, n in common[:shown])
+    rest = common[shown:]
+    if rest:
+        text += f"; {sum(n for _, n in rest)} more with {len(rest)} other reasons"
+    return text
 
 
 def reproduce_command(config: pytest.Config, nodeid: str, spec: str | None) -> str:
