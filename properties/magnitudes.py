@@ -135,8 +135,14 @@ def _fast_variance(x: np.ndarray, kwargs) -> np.ndarray | None:
     terms (two-pass, or eval mode, which computes no statistic)."""
     if kwargs.get("variance", "two_pass") != "fast" or not kwargs.get("training", True):
         return None
-    axes, shape = _bn_channels(x)
-    return (x * x).mean(axis=axes, keepdims=True)
+    return (x * x).mean(axis=_bn_channels(x)[0], keepdims=True)
+
+
+def _bn_centred(x: np.ndarray, kwargs) -> tuple[np.ndarray, np.ndarray]:
+    """(x - mu, r = 1 / sqrt(var + eps)) with the training batch's statistics, per channel."""
+    axes, _ = _bn_channels(x)
+    xc = x - x.mean(axis=axes, keepdims=True)
+    return xc, 1.0 / np.sqrt((xc**2).mean(axis=axes, keepdims=True) + kwargs.get("eps", 1e-5))
 
 
 def _batch_norm_forward_terms(primals, kwargs):
@@ -149,15 +155,14 @@ def _batch_norm_forward_terms(primals, kwargs):
     ms = _fast_variance(x, kwargs)
     if ms is None:
         return None
-    axes, shape = _bn_channels(x)
-    mu = x.mean(axis=axes, keepdims=True)
-    r = 1.0 / np.sqrt(((x - mu) ** 2).mean(axis=axes, keepdims=True) + kwargs.get("eps", 1e-5))
+    _, shape = _bn_channels(x)
+    xc, r = _bn_centred(x, kwargs)
     w = 1.0 if weight is None else np.abs(weight).reshape(shape)
     n = x.size // x.shape[1]
     m = kwargs.get("momentum", 0.1)
     take = m if kwargs.get("momentum_convention", "torch") == "torch" else 1.0 - m
     unbiased = n / (n - 1) if kwargs.get("unbiased_running_var", True) else 1.0
-    return [np.abs(x - mu) * w * r**3 * ms, np.zeros(x.shape[1]),
+    return [np.abs(xc) * w * r**3 * ms, np.zeros(x.shape[1]),
             (take * unbiased * 2 * ms).reshape(-1)]
 
 
@@ -170,9 +175,8 @@ def _batch_norm_vjp_terms(primals, kwargs, g):
     x, weight, _ = primals
     axes, shape = _bn_channels(x)
     if kwargs.get("training", True):
-        mu = x.mean(axis=axes, keepdims=True)
-        r = 1.0 / np.sqrt(((x - mu) ** 2).mean(axis=axes, keepdims=True) + kwargs.get("eps", 1e-5))
-        xhat = np.abs((x - mu) * r)
+        xc, r = _bn_centred(x, kwargs)
+        xhat = np.abs(xc * r)
     else:
         r = 1.0 / np.sqrt(np.asarray(kwargs["running_var"]).reshape(shape) + kwargs.get("eps", 1e-5))
         xhat = np.abs((x - np.asarray(kwargs["running_mean"]).reshape(shape)) * r)

@@ -157,6 +157,8 @@ def pytest_runtest_call(item: pytest.Item):
     try:
         return (yield)
     except (Unsatisfiable, FailedHealthCheck) as exc:
+        # no example got past the set-asides; FailedHealthCheck names its check only in the
+        # text (filter_too_much: "...filtering out a lot of inputs...")
         if not record.unsupported or (isinstance(exc, FailedHealthCheck)
                                       and "filter" not in str(exc)):
             raise

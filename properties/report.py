@@ -79,7 +79,8 @@ def build(config: pytest.Config, sel, rows: list[dict]) -> dict[str, Any]:
         props = r["props"]
         ran = outcome not in ("unsupported", "unavailable", "skipped")
         results.append({
-            "test": r["test"], "component": r["component"], "dtype": r["dtype"],
+            "test": r["test"], "variant": r["variant"], "component": r["component"],
+            "dtype": r["dtype"],
             "nodeid": r["nodeid"], "outcome": outcome, "reason": reason,
             "examples": props.get("examples", 0) if ran else 0,
             "unsupported_examples": props.get("unsupported_examples", 0) if ran else 0,
@@ -104,13 +105,19 @@ def build(config: pytest.Config, sel, rows: list[dict]) -> dict[str, Any]:
         "known_divergences": [kd.__dict__ | {"dtypes": list(kd.dtypes) if kd.dtypes else None}
                               for kd in (cls.known_divergences if cls else ())],
         "summary": dict(Counter(r["outcome"] for r in results)),
-        "results": sorted(results, key=lambda r: (r["component"] or "", r["test"], r["dtype"] or "")),
+        "results": sorted(results, key=lambda r: (r["component"] or "", r["test"], r["variant"],
+                                                  r["dtype"] or "")),
     }
 
 
 def _examples(r: dict) -> str:
-    n = r.get("unsupported_examples", 0)
+    n = r["unsupported_examples"]
     return f"{r['examples']} (+{n} unsupported)" if n else str(r["examples"])
+
+
+def _property(r: dict) -> str:
+    """The test's name, with its other parameters (e.g. the optimizer) where it has any."""
+    return f"{r['test']}[{r['variant']}]" if r["variant"] else r["test"]
 
 
 def _margin(m) -> str:
@@ -145,7 +152,7 @@ def markdown(rep: dict[str, Any]) -> str:
     out += ["## Results", "", "| component | property | dtype | result | examples | worst margin |",
             "|---|---|---|---|---|---|"]
     for r in rep["results"]:
-        out.append(f"| {r['component'] or ''} | {r['test']} | {r['dtype'] or ''} | {r['outcome']} "
+        out.append(f"| {r['component'] or ''} | {_property(r)} | {r['dtype'] or ''} | {r['outcome']} "
                    f"| {_examples(r)} | {_margin(r['worst_margin'])} |")
     failures = [r for r in rep["results"] if r["outcome"] == "failed"]
     if failures:
@@ -158,17 +165,17 @@ def markdown(rep: dict[str, Any]) -> str:
         out += ["", "## Examples set aside as unsupported", "",
                 "The property ran on its other examples; these argument values the backend "
                 "cannot express.", ""]
-        out += [f"- {r['component'] or ''} {r['test']} {r['dtype'] or ''}: "
+        out += [f"- {r['component'] or ''} {_property(r)} {r['dtype'] or ''}: "
                 f"{r['unsupported_reasons']}" for r in aside]
     others = [r for r in rep["results"] if r["outcome"] in ("unsupported", "skipped", "unavailable")]
     if others:
         out += ["", "## Not run", ""]
         seen = set()
         for r in others:
-            key = (r["component"], r["test"], r["outcome"], r["reason"])
+            key = (r["component"], _property(r), r["outcome"], r["reason"])
             if key not in seen:
                 seen.add(key)
-                out.append(f"- {r['component'] or ''} {r['test']}: {r['outcome']}: {r['reason']}")
+                out.append(f"- {r['component'] or ''} {_property(r)}: {r['outcome']}: {r['reason']}")
     return "\n".join(out) + "\n"
 
 
@@ -193,7 +200,7 @@ def write_all(config: pytest.Config, selected: dict, results: list[dict], items:
             params = getattr(getattr(item, "callspec", None), "params", {})
             variant = ", ".join(f"{k}={v}" for k, v in params.items()
                                 if k not in ("backend", "dtype", "component"))
-            by_spec[spec].append({**entry, "test": f"{test}[{variant}]" if variant else test,
+            by_spec[spec].append({**entry, "test": test, "variant": variant,
                                   "component": component, "dtype": dtype})
     out_dir = Path(report_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -68,7 +68,7 @@ class AdamNoBiasCorrection(Planted):
                     amsgrad=None):
         if weight_decay:
             return self.correct_optimizer("adam", lr=lr, b1=b1, b2=b2, eps=eps, eps_root=eps_root,
-                                     weight_decay=weight_decay, amsgrad=amsgrad)
+                                          weight_decay=weight_decay, amsgrad=amsgrad)
         init, factory = _moments(b1, b2, correct=False)
         return Optimizer(init, factory(lr, eps, eps_root, amsgrad))
 
@@ -82,7 +82,7 @@ class AmsgradWrongMoment(Planted):
                     amsgrad=None):
         if amsgrad != "torch" or weight_decay:
             return self.correct_optimizer("adam", lr=lr, b1=b1, b2=b2, eps=eps, eps_root=eps_root,
-                                     weight_decay=weight_decay, amsgrad=amsgrad)
+                                          weight_decay=weight_decay, amsgrad=amsgrad)
         init, factory = _moments(b1, b2, correct=True, amsgrad_of_v_hat=True)
         return Optimizer(init, factory(lr, eps, eps_root, amsgrad))
 
