@@ -13,7 +13,7 @@ import os
 import shlex
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis.errors import FailedHealthCheck, Unsatisfiable
 
 from backends.base import Backend, BackendUnavailable
@@ -24,6 +24,9 @@ settings.register_profile("dev", max_examples=30, deadline=None, print_blob=True
 settings.register_profile(
     "ci", derandomize=True, max_examples=20, deadline=None, print_blob=True, database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+# the planted-bug run: only whether a property fails matters, so no shrinking or explaining
+settings.register_profile("planted", settings.get_profile("ci"),
+                          phases=[Phase.explicit, Phase.reuse, Phase.generate])
 settings.register_profile("thorough", max_examples=300, deadline=None, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))

@@ -102,20 +102,24 @@ def test_conv2d_1x1_is_dense_over_channels(backend, dtype, data):
 
 
 @pytest.mark.component("conv2d")
+@pytest.mark.parametrize("grouping", ["depthwise", "grouped"])
 @given(data=st.data())
-def test_conv2d_depthwise_is_per_channel(backend, dtype, data):
-    """groups = channels: each channel convolved with its own filters alone."""
-    c = data.draw(st.integers(1, 3), label="C")
-    x, w = _conv_problem(data, dtype, groups=c, in_per_group=1)
-    m = w.shape[0] // c
-    kw = {"groups": c, "padding": 1}
+def test_conv2d_groups_are_contiguous_blocks(backend, dtype, grouping, data):
+    """Group j convolves the j-th contiguous block of C / G input channels with the j-th block
+    of O / G filters alone: depthwise (one channel per group), or grouped with 2-3 channels per
+    group (where taking every G-th channel instead of a block changes the result)."""
+    g = data.draw(st.integers(1 if grouping == "depthwise" else 2, 3), label="groups")
+    x, w = _conv_problem(data, dtype, groups=g, in_per_group=1 if grouping == "depthwise" else
+                         data.draw(st.integers(2, 3), label="in_per_group"))
+    cg, m = x.shape[1] // g, w.shape[0] // g
+    kw = {"groups": g, "padding": 1}
     _, tol = expected_and_tolerance("conv2d", (x, w), kw, dtype, w[0].size)
     y = _call(backend, "conv2d", (x, w), kw, dtype)
-    for ch in range(c):
-        part = _call(backend, "conv2d", (x[:, ch:ch + 1], w[ch * m:(ch + 1) * m]), {"padding": 1},
-                     dtype)
-        assert_within(f"channel {ch} of the grouped conv", y[:, ch * m:(ch + 1) * m], part,
-                      2 * tol[:, ch * m:(ch + 1) * m])
+    for j in range(g):
+        part = _call(backend, "conv2d", (x[:, j * cg:(j + 1) * cg], w[j * m:(j + 1) * m]),
+                     {"padding": 1}, dtype)
+        assert_within(f"group {j} of the grouped conv", y[:, j * m:(j + 1) * m], part,
+                      2 * tol[:, j * m:(j + 1) * m])
 
 
 @pytest.mark.component("conv_transpose2d")
