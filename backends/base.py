@@ -18,9 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from reference import cnn
+from reference import cnn, registry
 from reference.optimizers import Optimizer
-from reference.registry import OUTPUTS
 
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 
@@ -89,7 +88,12 @@ class KnownDivergence:
 
 
 class Backend:
-    """Base class: a framework on a device. Subclasses override what they support."""
+    """Base class: a framework on a device. Subclasses override what they support.
+
+    A component is a method with the oracle's name and signature: every record in
+    reference.registry (its forward's docstring gives the math, shapes and conventions). A
+    registered component a subclass does not define raises UnsupportedComponent when called.
+    """
 
     name: str = "abstract"
     devices: tuple[str, ...] = ("cpu",)
@@ -124,156 +128,61 @@ class Backend:
         raise NotImplementedError
 
     # -- autodiff -------------------------------------------------------------------------
-    def vjp(self, f: Callable[..., Any], primals: Sequence[Any], cotangent: Any
-            ) -> tuple[Any, tuple[Any, ...]]:
-        """(f(*primals), J^T cotangent for each primal), for a native function ``f``."""
+    def vjp(self, f: Callable[..., tuple[Any, ...]], primals: Sequence[Any],
+            cotangents: Sequence[Any]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        """(f(*primals), sum over outputs of J_k^T cotangent_k for each primal), for a native
+        function ``f`` returning a tuple of arrays, one cotangent per array."""
         raise UnsupportedComponent(f"{self.name} has no generic vjp")
 
-    def component_vjp(self, name: str, primals: Sequence[Any], cotangent: Any, **kwargs: Any
-                      ) -> tuple[Any, tuple[Any, ...]]:
-        """The VJP of component ``name`` with respect to ``primals``; ``kwargs`` are held fixed.
-
-        For a component with several outputs (reference.registry.OUTPUTS) only the first
-        output is differentiated (and
-        returned): batch_norm's y, not its running statistics. A primal that is None (an
-        absent bias or affine weight) is passed through as None, held fixed, and gets None
-        as its gradient, as the oracle's VJPs give."""
+    def component_vjp(self, name: str, primals: Sequence[Any], cotangents: Sequence[Any],
+                      **kwargs: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        """(the differentiated outputs, one gradient per primal) of component ``name``: one
+        cotangent per output of its record (reference.registry), None for an output not
+        differentiated; ``kwargs`` are held fixed. A primal that is None (an absent bias or
+        affine weight) is passed through as None, held fixed, and gets None as its gradient,
+        as the oracle's VJPs give. Overridden per component by an adapter whose framework has a
+        hand-written backward to certify instead."""
+        rec = registry.get(name)
+        cots = rec.cotangents(cotangents)
+        wanted = [i for i, c in enumerate(cots) if c is not None]
         fn = getattr(self, name)
         present = [i for i, p in enumerate(primals) if p is not None]
-        first = name in OUTPUTS
 
         def f(*arrays):
             full = list(primals)
             for i, a in zip(present, arrays, strict=True):
                 full[i] = a
             out = fn(*full, **kwargs)
-            return out[0] if first else out
+            outs = tuple(out) if rec.multi_output else (out,)
+            return tuple(outs[i] for i in wanted)
 
-        out, found = self.vjp(f, [primals[i] for i in present], cotangent)
+        outs, found = self.vjp(f, [primals[i] for i in present], tuple(cots[i] for i in wanted))
         it = iter(found)
-        return out, tuple(None if p is None else next(it) for p in primals)
+        return outs, tuple(None if p is None else next(it) for p in primals)
 
     def value_and_grad(self, f: Callable[[list[Any]], Any], params: Sequence[Any]
                        ) -> tuple[Any, list[Any]]:
         """(f(params), d f / d params) for a scalar native function of a list of arrays."""
         one = self.asarray(np.array(1.0), self.dtype_of(params[0]))
-        value, grads = self.vjp(lambda *p: f(list(p)), params, one)
+        (value,), grads = self.vjp(lambda *p: (f(list(p)),), params, (one,))
         return value, list(grads)
 
     def dtype_of(self, x: Any) -> str:
         """The dtype name of a native array ('float32', ...)."""
         raise NotImplementedError
 
-    # -- dense and activations ------------------------------------------------------------
+    # -- components: the records of reference.registry --------------------------------------
     def _missing(self, what: str):
         raise UnsupportedComponent(f"{self.name} does not implement {what}")
 
-    def dense(self, x, w, b=None):
-        self._missing("dense")
-
-    def sigmoid(self, x):
-        self._missing("sigmoid")
-
-    def tanh(self, x):
-        self._missing("tanh")
-
-    def relu(self, x):
-        self._missing("relu")
-
-    def leaky_relu(self, x, negative_slope=0.01):
-        self._missing("leaky_relu")
-
-    def elu(self, x, alpha=1.0):
-        self._missing("elu")
-
-    def gelu(self, x, approximate="none"):
-        self._missing("gelu")
-
-    def silu(self, x):
-        self._missing("silu")
-
-    def softplus(self, x, beta=1.0, threshold=None):
-        self._missing("softplus")
-
-    def softmax(self, x, axis=-1):
-        self._missing("softmax")
-
-    def log_softmax(self, x, axis=-1):
-        self._missing("log_softmax")
-
-    # -- losses ---------------------------------------------------------------------------
-    def mse_loss(self, pred, target, reduction="mean"):
-        self._missing("mse_loss")
-
-    def l1_loss(self, pred, target, reduction="mean"):
-        self._missing("l1_loss")
-
-    def huber_loss(self, pred, target, delta=1.0, reduction="mean"):
-        self._missing("huber_loss")
-
-    def bce_with_logits(self, logits, target, reduction="mean"):
-        self._missing("bce_with_logits")
-
-    def cross_entropy(self, logits, labels, reduction="mean", label_smoothing=0.0, weight=None):
-        self._missing("cross_entropy")
-
-    def nll_loss(self, log_probs, labels, reduction="mean", weight=None):
-        self._missing("nll_loss")
-
-    # -- convolution, pooling and normalisation (NCHW) -----------------------------------
-    def conv2d(self, x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
-        """Cross-correlation y[n, o] = sum_c x_pad[n, g(o) c] * w[o, c] (+ b[o]): x (N, C, H, W),
-        w (O, C // groups, kh, kw) (torch's OIHW), b (O,) or None -> (N, O, H', W').
-        stride and dilation: int or pair; padding: int, pair (ph, pw), explicit
-        ((top, bottom), (left, right)), "valid" or "same" (TensorFlow's rule: total =
-        max((ceil(H / s) - 1) s + d (k - 1) + 1 - H, 0), low = total // 2)."""
-        self._missing("conv2d")
-
-    def conv1d(self, x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
-        """conv2d in one spatial dimension: x (N, C, L), w (O, C // groups, k) -> (N, O, L');
-        padding: int, (low, high), "valid" or "same"."""
-        self._missing("conv1d")
-
-    def conv_transpose2d(self, x, w, b=None, stride=1, padding=0, output_padding=0, groups=1,
-                         dilation=1):
-        """The transpose (input gradient) of conv2d, as torch defines it: x (N, Cin, H, W),
-        w (Cin, Cout // groups, kh, kw), b (Cout,) or None -> (N, Cout, H', W') with
-        H' = (H - 1) s - 2 p + d (kh - 1) + output_padding + 1. padding: int or pair."""
-        self._missing("conv_transpose2d")
-
-    def max_pool2d(self, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-                   ties="first"):
-        """Max over each (dilated) window of x (N, C, H, W), padded with -inf; stride None is
-        kernel_size. ties: "first" sends a window's gradient to its first maximum in
-        row-major order, "split" shares it equally among the maxima."""
-        self._missing("max_pool2d")
-
-    def avg_pool2d(self, x, kernel_size, stride=None, padding=0, ceil_mode=False,
-                   count_include_pad=True):
-        """Mean over each window of x (N, C, H, W), zero-padded; count_include_pad=False
-        divides by the number of input (unpadded) elements in the window instead."""
-        self._missing("avg_pool2d")
-
-    def global_avg_pool2d(self, x):
-        """Mean over H and W: (N, C, H, W) -> (N, C)."""
-        self._missing("global_avg_pool2d")
-
-    def flatten(self, x):
-        """(N, ...) -> (N, prod(...)) in row-major order."""
-        self._missing("flatten")
-
-    def batch_norm(self, x, weight, bias, running_mean, running_var, training=True,
-                   momentum=0.1, eps=1e-5, momentum_convention="torch",
-                   unbiased_running_var=True, variance="two_pass"):
-        """(y, new_running_mean, new_running_var) for x (N, C) or (N, C, H, W), per channel.
-
-        training: y = (x - mean) / sqrt(var + eps) * weight + bias with the batch mean and
-        biased variance over every axis but 1, computed two-pass (mean((x - mean)^2)) or
-        "fast" (E[x^2] - E[x]^2); the running statistics move towards the batch
-        ones, r <- (1 - m) r + m stat ("torch") or r <- m r + (1 - m) stat ("flax"), the
-        variance statistic unbiased (n / (n - 1)) or not. Eval: the running statistics
-        normalise and come back unchanged. weight / bias None: no affine transform."""
-        self._missing("batch_norm")
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        """A registered component the backend lacks: a method that raises UnsupportedComponent."""
+        if name in registry.RECORDS:
+            def missing(*args: Any, **kwargs: Any) -> Any:
+                self._missing(name)
+            missing.__name__ = name
+            return missing
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # -- optimizers -----------------------------------------------------------------------
     def optimizer(self, name: str, **hyper: Any) -> Optimizer:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from backends.base import Backend, Unsupported
+from reference import registry
 
 
 class BackendError(Exception):
@@ -69,18 +70,21 @@ def to_numpy_tree(backend: Backend, value: Any, what: str) -> Any:
 
 
 def call_vjp(backend: Backend, name: str, primals: Sequence[np.ndarray],
-             kwargs: Mapping[str, Any], cotangent: np.ndarray, dtype: str
-             ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-    """(output, gradients of ``primals``) of component ``name`` for the given cotangent."""
+             kwargs: Mapping[str, Any], cotangents: Any, dtype: str
+             ) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+    """(the differentiated outputs, gradient of each primal) of component ``name``: one
+    cotangent per output (None: not differentiated; a bare array for a single output)."""
+    cots = registry.get(name).cotangents(cotangents)
     nprim = [to_native(backend, p, dtype) for p in primals]
     nkw = {k: to_native(backend, v, dtype) for k, v in kwargs.items()}
-    cot = to_native(backend, cotangent, dtype)
-    out, grads = _guard(backend, f"{name} vjp", backend.component_vjp, name, nprim, cot, **nkw)
+    ncots = tuple(None if c is None else to_native(backend, c, dtype) for c in cots)
+    outs, grads = _guard(backend, f"{name} vjp", backend.component_vjp, name, nprim, ncots,
+                         **nkw)
     if len(grads) != len(primals):
         raise BackendError(f"{backend.id}: {name} vjp returned {len(grads)} gradients "
                            f"for {len(primals)} primals")
-    return (to_numpy(backend, out, name),
-            tuple(to_numpy(backend, g, f"{name} vjp") for g in grads))
+    return (tuple(to_numpy(backend, o, name) for o in outs),
+            tuple(None if g is None else to_numpy(backend, g, f"{name} vjp") for g in grads))
 
 
 def run_optimizer(backend: Backend, name: str, hyper: Mapping[str, Any],

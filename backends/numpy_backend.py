@@ -8,17 +8,16 @@ from typing import Any
 import numpy as np
 
 from backends.base import Backend, Unsupported
-from reference import cnn
+from reference import cnn, registry
 from reference import mlp as M
 from reference import optimizers as O
-from reference.registry import COMPONENTS, OUTPUTS, call_vjp
 
 
 def _component(name: str):
     def method(self, *args, **kwargs):
-        return COMPONENTS[name][0](*args, **kwargs)
+        return registry.get(name).forward(*args, **kwargs)
     method.__name__ = name
-    method.__doc__ = COMPONENTS[name][0].__doc__
+    method.__doc__ = registry.get(name).forward.__doc__
     return method
 
 
@@ -35,8 +34,9 @@ class NumpyBackend(Backend):
         "adagrad": {"eps_in_sqrt": (False, True)},
     }
 
-    #: the VJP used for each component; a subclass may replace one.
-    vjps: dict[str, Callable] = {n: pair[1] for n, pair in COMPONENTS.items()}
+    #: the oracle-style VJP (reference.component) used for each component; a subclass may
+    #: replace one.
+    vjps: dict[str, Callable] = {n: rec.vjp_fn for n, rec in registry.RECORDS.items()}
 
     def asarray(self, x, dtype=None):
         x = np.asarray(x)
@@ -53,14 +53,14 @@ class NumpyBackend(Backend):
     def dtype_of(self, x):
         return str(np.asarray(x).dtype)
 
-    def component_vjp(self, name: str, primals: Sequence[Any], cotangent: Any, **kwargs: Any):
-        if name not in self.vjps:
-            raise Unsupported(f"numpy backend has no VJP for {name!r}")
+    def component_vjp(self, name: str, primals: Sequence[Any], cotangents: Sequence[Any],
+                      **kwargs: Any):
+        rec = registry.get(name)
+        cots = rec.cotangents(cotangents)
         out = getattr(self, name)(*primals, **kwargs)
-        if name in OUTPUTS:
-            out = out[0]
-        grads = call_vjp(self.vjps[name], name, primals, cotangent, **kwargs)
-        return out, tuple(grads[: len(primals)])
+        outs = tuple(out) if rec.multi_output else (out,)
+        grads = rec.call_vjp(primals, cots, kwargs, self.vjps.get(name, rec.vjp_fn))
+        return tuple(o for o, c in zip(outs, cots, strict=True) if c is not None), grads
 
     def optimizer(self, name, **hyper):
         return O.make_optimizer(name, **hyper)
@@ -79,6 +79,6 @@ class NumpyBackend(Backend):
         return cnn.loss_and_grads(arch, params, state, x, labels, bn)
 
 
-for _name in COMPONENTS:
+for _name in registry.RECORDS:
     setattr(NumpyBackend, _name, _component(_name))
 

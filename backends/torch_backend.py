@@ -113,20 +113,21 @@ class TorchBackend(Backend):
             torch.cuda.synchronize(self._device)
 
     # -- autodiff -------------------------------------------------------------------------
-    def vjp(self, f: Callable[..., Any], primals: Sequence[Any], cotangent: Any
-            ) -> tuple[Any, tuple[Any, ...]]:
-        """(f(*primals) detached, J^T cotangent) by torch.autograd.grad. Float primals are
-        cloned into fresh leaves; a primal the output does not depend on (or an integer one)
-        gets zeros."""
+    def vjp(self, f: Callable[..., tuple[Any, ...]], primals: Sequence[Any],
+            cotangents: Sequence[Any]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        """(f(*primals) detached, J^T cotangents) by torch.autograd.grad over every output of
+        f at once. Float primals are cloned into fresh leaves; a primal the outputs do not
+        depend on (or an integer one) gets zeros."""
         leaves = [p.detach().clone().requires_grad_(p.is_floating_point())
                   for p in primals]
         with torch.enable_grad():
-            out = f(*leaves)
+            outs = tuple(f(*leaves))
             wrt = [p for p in leaves if p.requires_grad]
-            if out.requires_grad and wrt:
-                cot = torch.as_tensor(cotangent, device=out.device).to(out.dtype)
-                found = torch.autograd.grad(out, wrt, grad_outputs=cot.reshape(out.shape),
-                                            allow_unused=True)
+            pairs = [(o, torch.as_tensor(c, device=o.device).to(o.dtype).reshape(o.shape))
+                     for o, c in zip(outs, cotangents, strict=True) if o.requires_grad]
+            if pairs and wrt:
+                found = torch.autograd.grad([o for o, _ in pairs], wrt,
+                                            grad_outputs=[c for _, c in pairs], allow_unused=True)
             else:
                 found = (None,) * len(wrt)
         it = iter(found)
@@ -134,7 +135,7 @@ class TorchBackend(Backend):
         for p in leaves:
             g = next(it) if p.requires_grad else None
             grads.append(torch.zeros_like(p) if g is None else g.detach())
-        return out.detach(), tuple(grads)
+        return tuple(o.detach() for o in outs), tuple(grads)
 
     # -- dense and activations ------------------------------------------------------------
     def dense(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None

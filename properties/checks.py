@@ -65,8 +65,9 @@ def check_forward(backend: Backend, name: str, inp: Inputs, dtype: str) -> None:
     with unsupported_example():
         actual = harness.call(backend, name, inp.primals, inp.kwargs, dtype)
     conds = _with_terms(sensitivity(f, arrays), forward_terms(name, inp.primals, inp.kwargs))
-    outputs = registry.OUTPUTS.get(name)
-    if outputs is None:
+    rec = registry.get(name)
+    outputs = rec.outputs
+    if not rec.multi_output:
         assert_close(f"{name} forward", actual, expected, dtype, conds[0], inp.terms)
         return
     if not isinstance(actual, list | tuple) or len(actual) != len(outputs):
@@ -86,28 +87,34 @@ def _with_terms(conds: list[np.ndarray], m) -> list[np.ndarray]:
 
 
 def check_vjp(backend: Backend, name: str, inp: Inputs, dtype: str, data: st.DataObject) -> None:
+    """The gradient of every primal for a drawn cotangent of every differentiated output
+    (None for the others), against the oracle's VJP."""
+    rec = registry.get(name)
     f, arrays = _oracle(name, inp)
-    out = f(arrays)
-    out = np.asarray(out[0] if name in registry.OUTPUTS else out)
-    cot = seeded_array(data.draw, out.shape, dtype)
+    outs = f(arrays)
+    outs = tuple(outs) if rec.multi_output else (outs,)
+    cots = tuple(seeded_array(data.draw, np.shape(o), dtype) if out in rec.differentiated
+                 else None for out, o in zip(rec.outputs, outs, strict=True))
+    live = [i for i, c in enumerate(cots) if c is not None]
     keys = _float_kwargs(inp)
-    n = len(inp.primals)
+    n, k = len(inp.primals), len(keys)
 
     def g(arrs):
-        kw = {**inp.kwargs, **dict(zip(keys, arrs[n:-1], strict=True))}
-        return registry.vjp(name, arrs[:n], arrs[-1], **kw)
+        kw = {**inp.kwargs, **dict(zip(keys, arrs[n:n + k], strict=True))}
+        given = iter(arrs[n + k:])
+        return registry.vjp(name, arrs[:n], tuple(next(given) if c is not None else None
+                                                  for c in cots), **kw)
 
-    expected = g([*arrays, cot])
+    live_cots = [cots[i] for i in live]
+    expected = g([*arrays, *live_cots])
     with unsupported_example():
-        _, actual = harness.call_vjp(backend, name, inp.primals, inp.kwargs, cot, dtype)
-    conds = sensitivity(g, [*arrays, cot])
-    ms = vjp_terms(name, inp.primals, inp.kwargs, cot)
+        _, actual = harness.call_vjp(backend, name, inp.primals, inp.kwargs, cots, dtype)
+    conds = sensitivity(g, [*arrays, *live_cots])
+    ms = vjp_terms(name, inp.primals, inp.kwargs, cots)
     if ms is not None:
         conds = [c + m for c, m in zip(conds, ms, strict=True)]
     for i, (a, e, c) in enumerate(zip(actual, expected, conds, strict=True)):
-        assert_close(f"{name} vjp wrt input {i}", a, e, dtype, c, inp.terms)
-
-
+        assert_close(f"{name} vjp wrt {rec.inputs[i]}", a, e, dtype, c, inp.terms)
 
 
 def expected_and_tolerance(name: str, primals: tuple[np.ndarray, ...], kwargs: dict,
@@ -118,7 +125,7 @@ def expected_and_tolerance(name: str, primals: tuple[np.ndarray, ...], kwargs: d
     f, arrays = _oracle(name, Inputs(tuple(primals), dict(kwargs), terms))
     expected = f(arrays)
     conds = _with_terms(sensitivity(f, arrays), forward_terms(name, tuple(primals), kwargs))
-    if name in registry.OUTPUTS:
+    if registry.get(name).multi_output:
         return list(expected), [tolerance(e, dtype, c, terms) for e, c in zip(expected, conds,
                                                                               strict=True)]
     return expected, tolerance(expected, dtype, conds[0], terms)

@@ -72,7 +72,11 @@ def forward_terms(name: str, primals: tuple[np.ndarray, ...], kwargs: dict[str, 
 
 def vjp_terms(name: str, primals: tuple[np.ndarray, ...], kwargs: dict[str, Any],
               cot: np.ndarray) -> list[np.ndarray] | None:
-    """M for each gradient of component ``name`` given the cotangent (None: none)."""
+    """M for each gradient of component ``name`` given one cotangent per output (None: none)."""
+    live = [c for c in registry.get(name).cotangents(cot) if c is not None]
+    if len(live) != 1:
+        return None
+    cot = live[0]
     g = np.abs(np.asarray(cot, dtype=np.float64))
     if name == "dense":
         x, w, _ = primals
@@ -193,7 +197,7 @@ def _batch_norm_vjp_terms(primals, kwargs, g):
 
 
 def _abs_conv2d_vjp(x, w, b, g, **kw):
-    return registry.COMPONENTS["conv2d"][1](np.abs(x), np.abs(w), None if b is None else np.abs(b),
+    return registry.get("conv2d").vjp_fn(np.abs(x), np.abs(w), None if b is None else np.abs(b),
                                             g, **kw)
 
 

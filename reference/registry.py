@@ -1,8 +1,13 @@
-"""Every oracle component by name, and one way to call any of their VJPs."""
+"""Every oracle component's record (reference.component.Component) by name.
+
+Every other list of components in the suite (the backend interface, the property cases, the
+tolerance policy's magnitudes, the consistency tests) is derived from ``RECORDS``.
+``register`` adds a component from outside the tree.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -12,55 +17,71 @@ from reference import batchnorm as B
 from reference import conv as C
 from reference import dense as D
 from reference import losses as L
+from reference import moments as Mo
 from reference import pooling as P
+from reference.component import Component
 
-COMPONENTS: dict[str, tuple[Callable, Callable]] = {
-    "dense": (D.dense, D.dense_vjp),
-    **{n: (getattr(A, n), getattr(A, n + "_vjp"))
-       for n in ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "silu", "softplus",
-                 "softmax", "log_softmax")},
-    **{n: (getattr(L, n), getattr(L, n + "_vjp"))
-       for n in ("mse_loss", "l1_loss", "huber_loss", "bce_with_logits", "cross_entropy",
-                 "nll_loss")},
-    **{n: (getattr(C, n), getattr(C, n + "_vjp")) for n in ("conv2d", "conv1d", "conv_transpose2d")},
-    **{n: (getattr(P, n), getattr(P, n + "_vjp"))
-       for n in ("max_pool2d", "avg_pool2d", "global_avg_pool2d", "flatten")},
-    "batch_norm": (B.batch_norm, B.batch_norm_vjp),
-}
-"""Component name -> (forward, vjp)."""
-
-OUTPUTS: dict[str, tuple[str, ...]] = {"batch_norm": ("y", "running_mean", "running_var")}
-"""Components with several outputs, by output name; their VJP is of the first output only."""
-
-#: components whose bias ``b`` (last primal) may be left out of the primals or passed as None.
-_WITH_BIAS = ("dense", "conv2d", "conv1d", "conv_transpose2d")
-
-#: keyword inputs that a VJP takes positionally between the primals and the cotangent.
-_NON_DIFFERENTIABLE = {"mse_loss": "target", "l1_loss": "target", "huber_loss": "target",
-                       "bce_with_logits": "target", "cross_entropy": "labels",
-                       "nll_loss": "labels"}
+__all__ = ["RECORDS", "Component", "forward", "get", "register", "vjp"]
 
 
-def call_vjp(vjp: Callable, name: str, primals: Sequence[np.ndarray], cotangent: np.ndarray,
-             **kwargs: Any) -> tuple:
-    """Gradients of ``primals`` from an oracle-style VJP, with the forward's keyword inputs
-    (target, labels, conventions) given as keywords."""
-    kwargs = dict(kwargs)
-    if name in _NON_DIFFERENTIABLE:
-        extra = kwargs.pop(_NON_DIFFERENTIABLE[name])
-        return tuple(vjp(*primals, extra, cotangent, **kwargs))
-    if name in _WITH_BIAS:
-        x, w, *b = primals
-        return tuple(vjp(x, w, b[0] if b else kwargs.pop("b", None), cotangent,
-                         **kwargs))[: len(primals)]
-    return tuple(vjp(*primals, cotangent, **kwargs))
+def _pair(module, name: str, inputs: tuple[str, ...], family: str, **fields: Any) -> Component:
+    return Component(name, getattr(module, name), getattr(module, name + "_vjp"), inputs, family,
+                     **fields)
 
 
-def forward(name: str, primals: Sequence[np.ndarray], **kwargs: Any) -> np.ndarray:
-    """The oracle's output of component ``name``."""
-    return COMPONENTS[name][0](*primals, **kwargs)
+_ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "silu", "softplus",
+                "softmax", "log_softmax")
+_REGRESSION = ("mse_loss", "l1_loss", "huber_loss", "bce_with_logits")
+_CONV = ("conv2d", "conv1d", "conv_transpose2d")
+
+RECORDS: dict[str, Component] = {rec.name: rec for rec in [
+    _pair(D, "dense", ("x", "w", "b"), "dense", optional=("b",)),
+    *(_pair(A, n, ("x",), "activation",
+            conventions={"approximate": A.GELU_APPROXIMATIONS} if n == "gelu" else {})
+      for n in _ACTIVATIONS),
+    *(_pair(L, n, ("logits" if n == "bce_with_logits" else "pred",), "loss", data=("target",),
+            positional_data=("target",)) for n in _REGRESSION),
+    _pair(L, "cross_entropy", ("logits",), "loss", data=("labels", "weight"),
+          positional_data=("labels",)),
+    _pair(L, "nll_loss", ("log_probs",), "loss", data=("labels", "weight"),
+          positional_data=("labels",)),
+    *(_pair(C, n, ("x", "w", "b"), "cnn", optional=("b",)) for n in _CONV),
+    _pair(P, "max_pool2d", ("x",), "cnn", conventions={"ties": P.TIES}),
+    *(_pair(P, n, ("x",), "cnn") for n in ("avg_pool2d", "global_avg_pool2d", "flatten")),
+    _pair(B, "batch_norm", ("x", "weight", "bias"), "cnn",
+          outputs=("y", "running_mean", "running_var"), differentiable_outputs=("y",),
+          optional=("weight", "bias"), data=("running_mean", "running_var"),
+          conventions={"momentum_convention": B.MOMENTUM_CONVENTIONS,
+                       "unbiased_running_var": (True, False), "variance": B.VARIANCES}),
+    _pair(Mo, "var_mean", ("x",), "statistics", outputs=("var", "mean"),
+          conventions={"correction": Mo.CORRECTIONS}),
+]}
+"""Component name -> record."""
 
 
-def vjp(name: str, primals: Sequence[np.ndarray], cotangent: np.ndarray, **kwargs: Any) -> tuple:
-    """The oracle's gradients of component ``name`` with respect to ``primals``."""
-    return call_vjp(COMPONENTS[name][1], name, primals, cotangent, **kwargs)
+def register(rec: Component) -> Component:
+    """Add a component (an extension outside the tree); a name may be registered once."""
+    if rec.name in RECORDS:
+        raise ValueError(f"component {rec.name!r} is already registered")
+    RECORDS[rec.name] = rec
+    return rec
+
+
+def get(name: str) -> Component:
+    """The record of component ``name``."""
+    try:
+        return RECORDS[name]
+    except KeyError:
+        raise ValueError(f"no component {name!r}; registered: {', '.join(sorted(RECORDS))}"
+                         ) from None
+
+
+def forward(name: str, primals: Sequence[np.ndarray], **kwargs: Any) -> Any:
+    """The oracle's output of component ``name`` (a tuple for several outputs)."""
+    return get(name).forward(*primals, **kwargs)
+
+
+def vjp(name: str, primals: Sequence[np.ndarray], cotangents: Any, **kwargs: Any) -> tuple:
+    """The oracle's gradient of every primal of component ``name``: one cotangent per output
+    (None: not differentiated; a bare array for a single output)."""
+    return get(name).call_vjp(primals, cotangents, kwargs)
