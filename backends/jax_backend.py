@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import jax
-import jax.extend.core as jax_core
 import jax.numpy as jnp
 import numpy as np
 import optax
 from jax import lax
 
 from backends.base import Backend, KnownDivergence, Unsupported, UnsupportedComponent, as_tuple, conv_padding
+from backends.xla_guard import CONVOLUTIONS, check_vjp_convolutions, conv
 from reference import optimizers as O
 from reference.optimizers import Optimizer
 
@@ -211,12 +211,13 @@ class JaxBackend(Backend):
         arrays. The paths that return results block on them instead (train_mlp)."""
 
     # -- autodiff -------------------------------------------------------------------------
-    def vjp(self, f: Callable[..., Any], primals: Sequence[Any], cotangent: Any
-            ) -> tuple[Any, tuple[Any, ...]]:
-        """(f(*primals), J^T cotangent) by jax.vjp; the cotangent takes the output's dtype."""
-        out, pullback = jax.vjp(f, *primals)
-        cot = jax.tree.map(lambda c, o: jnp.asarray(c, dtype=o.dtype), cotangent, out)
-        return out, tuple(pullback(cot))
+    def vjp(self, f: Callable[..., tuple[Any, ...]], primals: Sequence[Any],
+            cotangents: Sequence[Any]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        """(f(*primals), J^T cotangents) by jax.vjp over f's tuple of outputs; each cotangent
+        takes its output's dtype."""
+        outs, pullback = jax.vjp(lambda *p: tuple(f(*p)), *primals)
+        cots = tuple(jnp.asarray(c, dtype=o.dtype) for c, o in zip(cotangents, outs, strict=True))
+        return outs, tuple(pullback(cots))
 
     def value_and_grad_aux(self, f: Callable[[list[Any]], tuple[Any, Any]], params: Sequence[Any]
                            ) -> tuple[Any, list[Any], Any]:
@@ -225,15 +226,15 @@ class JaxBackend(Backend):
         (value, aux), grads = jax.value_and_grad(f, has_aux=True)(list(params))
         return value, list(grads), aux
 
-    def component_vjp(self, name: str, primals: Sequence[Any], cotangent: Any, **kwargs: Any
-                      ) -> tuple[Any, tuple[Any, ...]]:
+    def component_vjp(self, name: str, primals: Sequence[Any], cotangents: Sequence[Any],
+                      **kwargs: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
         """The base VJP; a transpose rule JAX declares missing (NotImplementedError, e.g. the
         max-pool VJP with window dilation) is Unsupported, and so is a convolution VJP that
-        would abort the process in XLA (see _xla_conv_aborts)."""
-        if name in _CONVOLUTIONS:
-            _check_vjp_convolutions(getattr(self, name), name, primals, kwargs)
+        would abort the process in XLA (see backends.xla_guard)."""
+        if name in CONVOLUTIONS:
+            check_vjp_convolutions(getattr(self, name), name, primals, kwargs)
         try:
-            return super().component_vjp(name, primals, cotangent, **kwargs)
+            return super().component_vjp(name, primals, cotangents, **kwargs)
         except NotImplementedError as exc:
             raise Unsupported(f"jax has no VJP for {name} here: {exc}") from exc
 
@@ -283,6 +284,12 @@ class JaxBackend(Backend):
     def log_softmax(self, x: jax.Array, axis: int = -1) -> jax.Array:
         return jax.nn.log_softmax(x, axis=axis)
 
+    # -- statistics -----------------------------------------------------------------------
+    def var_mean(self, x: jax.Array, axis: int = -1, correction: int = 1
+                 ) -> tuple[jax.Array, jax.Array]:
+        """(jnp.var(ddof=correction), jnp.mean) along ``axis``."""
+        return jnp.var(x, axis=axis, ddof=correction), jnp.mean(x, axis=axis)
+
     # -- losses ---------------------------------------------------------------------------
     def mse_loss(self, pred: jax.Array, target: jax.Array, reduction: str = "mean") -> jax.Array:
         """optax.squared_error (optax.l2_loss is half of it), reduced."""
@@ -329,7 +336,7 @@ class JaxBackend(Backend):
         HWIO, dimension_numbers ('NHWC', 'HWIO', 'NHWC'), feature_group_count=groups,
         rhs_dilation=dilation; padding as (low, high) pairs, or 'SAME' / 'VALID' handed to
         lax (so JAX's own "same" rule is the one tested)."""
-        y = _conv(
+        y = conv(
             jnp.transpose(x, (0, 2, 3, 1)), jnp.transpose(w, (2, 3, 1, 0)),
             window_strides=as_tuple(stride, 2, "stride"), padding=_lax_padding(padding, 2),
             rhs_dilation=as_tuple(dilation, 2, "dilation"),
@@ -343,7 +350,7 @@ class JaxBackend(Backend):
                padding: Any = 0, dilation: Any = 1, groups: int = 1) -> jax.Array:
         """conv2d's lax call in one spatial dimension: x NCL -> NWC, w OIW -> WIO,
         dimension_numbers ('NWC', 'WIO', 'NWC')."""
-        y = _conv(
+        y = conv(
             jnp.transpose(x, (0, 2, 1)), jnp.transpose(w, (2, 1, 0)),
             window_strides=as_tuple(stride, 1, "stride"), padding=_lax_padding(padding, 1),
             rhs_dilation=as_tuple(dilation, 1, "dilation"),
@@ -373,7 +380,7 @@ class JaxBackend(Backend):
         k = jnp.flip(k, (0, 1))
         lax_pad = [(d * (n - 1) - p, d * (n - 1) - p + op)
                    for n, p, op, d in zip((kh, kw), pad, out_pad, dilation, strict=True)]
-        y = _conv(
+        y = conv(
             jnp.transpose(x, (0, 2, 3, 1)), k, window_strides=(1, 1), padding=lax_pad,
             lhs_dilation=stride, rhs_dilation=dilation,
             dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups)
@@ -516,110 +523,6 @@ def _window(kernel_size: Any, stride: Any, padding: Any
     strides = kernel if stride is None else as_tuple(stride, 2, "stride")
     ph, pw = as_tuple(padding, 2, "padding")
     return (1, *kernel, 1), (1, *strides, 1), ((0, 0), (ph, ph), (pw, pw), (0, 0))
-
-
-# -- an XLA abort, avoided ------------------------------------------------------------------
-_CONVOLUTIONS = ("conv2d", "conv1d", "conv_transpose2d")
-_XLA_ABORT = ("XLA aborts the whole process compiling this convolution (jaxlib {jaxlib}, CPU: "
-              "'Check failed: ... Window dimensions do not match RHS shape' in the algebraic "
-              "simplifier's convolution operand swap: a spatial axis with lhs_dilation == kernel "
-              "size == stride + 1 and no padding is copied unchanged into the swapped "
-              "convolution); {where}")
-
-
-def _xla_conv_aborts(lhs_shape: Sequence[int], rhs_shape: Sequence[int], dtype: Any,
-                     window_strides: Sequence[int], padding: Sequence[tuple[int, int]],
-                     lhs_dilation: Sequence[int], rhs_dilation: Sequence[int],
-                     dimension_numbers: Any, feature_group_count: int,
-                     batch_group_count: int) -> bool:
-    """Whether XLA CPU's convolution operand swap (SwapConvolutionOperandsIfBeneficial) would
-    rewrite this convolution into an invalid one and abort the process.
-
-    The swap keeps a "group" axis (no padding, no window dilation, lhs_dilation == kernel
-    size, stride == kernel size - 1) as it is while exchanging input and kernel, which is
-    invalid when that axis's input and kernel sizes differ; it swaps when the product of the
-    other axes' kernel sizes exceeds that of their input sizes. XLA CPU keeps grouped
-    convolutions in float32, float16 and bfloat16 away from the swap, and expands them
-    (so they reach it) in float64; measured on jaxlib 0.10.2."""
-    if (feature_group_count > 1 or batch_group_count > 1) and jnp.dtype(dtype) != jnp.float64:
-        return False
-    dn = lax.conv_dimension_numbers(tuple(lhs_shape), tuple(rhs_shape), dimension_numbers)
-    kernel_product = swapped_product = 1
-    bad_group_axis = False
-    for i, ((lo, hi), s, bd, wd) in enumerate(zip(padding, window_strides, lhs_dilation,
-                                                   rhs_dilation, strict=True)):
-        k = rhs_shape[dn.rhs_spec[2 + i]]
-        n = lhs_shape[dn.lhs_spec[2 + i]]
-        plain = lo == 0 and hi == 0 and wd == 1
-        if plain and bd == k and s == k - 1:
-            bad_group_axis |= n != k
-            continue
-        if plain and k == n and bd == 1 and s == 1:
-            continue
-        kernel_product *= k
-        swapped_product *= k if (n == 1 and s == 1 and wd == 1 and lo == hi == k - 1) else n
-    return bad_group_axis and kernel_product > swapped_product
-
-
-def _conv(x: jax.Array, k: jax.Array, *, window_strides: Sequence[int],
-          padding: str | Sequence[tuple[int, int]], dimension_numbers: Any,
-          feature_group_count: int, lhs_dilation: Sequence[int] | None = None,
-          rhs_dilation: Sequence[int] | None = None) -> jax.Array:
-    """lax.conv_general_dilated, refused (Unsupported) where XLA would abort the process."""
-    nd = x.ndim - 2
-    lhs_d = tuple(lhs_dilation or (1,) * nd)
-    rhs_d = tuple(rhs_dilation or (1,) * nd)
-    pads = padding
-    if isinstance(padding, str):
-        dn = lax.conv_dimension_numbers(x.shape, k.shape, dimension_numbers)
-        spatial = [x.shape[d] for d in dn.lhs_spec[2:]]
-        window = [(k.shape[d] - 1) * r + 1 for d, r in zip(dn.rhs_spec[2:], rhs_d, strict=True)]
-        pads = lax.padtype_to_pads(spatial, window, window_strides, padding)
-    if _xla_conv_aborts(x.shape, k.shape, x.dtype, window_strides, pads, lhs_d, rhs_d,
-                        dimension_numbers, feature_group_count, 1):
-        raise Unsupported(_XLA_ABORT.format(jaxlib=_version("jaxlib"), where="forward"))
-    return lax.conv_general_dilated(x, k, window_strides, padding, lhs_d, rhs_d,
-                                    dimension_numbers, feature_group_count)
-
-
-def _jaxpr_convolutions(jaxpr: Any) -> Iterator[Any]:
-    """Every conv_general_dilated equation in a jaxpr and in the jaxprs its equations hold."""
-    for eqn in jaxpr.eqns:
-        if eqn.primitive.name == "conv_general_dilated":
-            yield eqn
-        for value in eqn.params.values():
-            for v in value if isinstance(value, tuple | list) else (value,):
-                if isinstance(v, jax_core.ClosedJaxpr):
-                    yield from _jaxpr_convolutions(v.jaxpr)
-                elif isinstance(v, jax_core.Jaxpr):
-                    yield from _jaxpr_convolutions(v)
-
-
-def _check_vjp_convolutions(fn: Callable[..., Any], name: str, primals: Sequence[Any],
-                            kwargs: dict[str, Any]) -> None:
-    """Raise Unsupported when a convolution in the VJP of ``fn`` (traced, not compiled) would
-    abort the process in XLA (_xla_conv_aborts). None primals are held fixed."""
-    present = [i for i, p in enumerate(primals) if p is not None]
-
-    def pullback(*arrays):
-        def f(*a):
-            full = list(primals)
-            for i, v in zip(present, a, strict=True):
-                full[i] = v
-            return fn(*full, **kwargs)
-
-        out, vjp_fn = jax.vjp(f, *arrays)
-        return vjp_fn(jnp.ones_like(out))
-
-    jaxpr = jax.make_jaxpr(pullback)(*(primals[i] for i in present))
-    for eqn in _jaxpr_convolutions(jaxpr.jaxpr):
-        lhs, rhs = (v.aval for v in eqn.invars[:2])
-        p = eqn.params
-        if _xla_conv_aborts(lhs.shape, rhs.shape, lhs.dtype, p["window_strides"], p["padding"],
-                            p["lhs_dilation"], p["rhs_dilation"], p["dimension_numbers"],
-                            p["feature_group_count"], p["batch_group_count"]):
-            raise Unsupported(_XLA_ABORT.format(jaxlib=_version("jaxlib"),
-                                                where=f"in the VJP of {name}"))
 
 
 # -- optax optimizers under the oracle's hyperparameter names ------------------------------

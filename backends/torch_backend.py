@@ -183,6 +183,11 @@ class TorchBackend(Backend):
     def log_softmax(self, x: torch.Tensor, axis: int = -1) -> torch.Tensor:
         return torch.log_softmax(x, dim=axis)
 
+    # -- statistics -----------------------------------------------------------------------
+    def var_mean(self, x: torch.Tensor, axis: int = -1, correction: int = 1
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.var_mean(x, dim=axis, correction=correction)
+
     # -- losses ---------------------------------------------------------------------------
     def mse_loss(self, pred: torch.Tensor, target: torch.Tensor, reduction: str = "mean"
                  ) -> torch.Tensor:

@@ -12,17 +12,14 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from properties.cnn_cases import CNN_CASES
 from properties.inputs import Case, Inputs
 from properties.strategies import floats_array, kink_free, shapes
 from properties.tolerance import round_to
 
-__all__ = ["CASES", "TAIL_CASES", "Case", "Inputs"]
-
 #: activations whose derivative jumps at these points
 _KINKS = {"relu": (0.0,), "leaky_relu": (0.0,), "elu": (0.0,)}
 #: tail ranges, (lo, hi) pairs, per activation
-_TAILS = {
+TAILS = {
     "sigmoid": ((-80.0, -10.0), (10.0, 80.0)),
     "tanh": ((-20.0, -3.0), (3.0, 20.0)),
     "gelu": ((-12.0, -4.0),),
@@ -32,11 +29,11 @@ _TAILS = {
 }
 
 
-def _activation(name: str, **draw_kwargs) -> Case:
+def activation_case(name: str, **draw_kwargs) -> Case:
     def case(data, dtype, tail):
         shape = data.draw(shapes(), label="shape")
         if tail:
-            lo, hi = data.draw(st.sampled_from(_TAILS[name]), label="tail")
+            lo, hi = data.draw(st.sampled_from(TAILS[name]), label="tail")
             x = data.draw(floats_array(shape, lo, hi, dtype), label="x")
         else:
             x = data.draw(floats_array(shape, -6.0, 6.0, dtype, gap=1e-2,
@@ -46,7 +43,7 @@ def _activation(name: str, **draw_kwargs) -> Case:
     return case
 
 
-def _softmax(data, dtype, tail):
+def softmax(data, dtype, tail):
     shape = data.draw(shapes(1, 3), label="shape")
     axis = data.draw(st.integers(-len(shape), len(shape) - 1), label="axis")
     bound = 800.0 if tail else 10.0
@@ -54,7 +51,7 @@ def _softmax(data, dtype, tail):
     return Inputs((x,), {"axis": axis}, terms=shape[axis])
 
 
-def _dense(data, dtype, tail):
+def dense(data, dtype, tail):
     n, i, o = (data.draw(st.integers(1, 6), label=k) for k in "NIO")
     x = data.draw(floats_array((n, i), -2.0, 2.0, dtype), label="x")
     w = data.draw(floats_array((i, o), -2.0, 2.0, dtype), label="w")
@@ -62,7 +59,7 @@ def _dense(data, dtype, tail):
     return Inputs((x, w, b), {}, terms=i + 1)
 
 
-def _regression(name: str) -> Case:
+def regression(name: str) -> Case:
     def case(data, dtype, tail):
         shape = data.draw(shapes(1, 2), label="shape")
         target = data.draw(floats_array(shape, -3.0, 3.0, dtype), label="target")
@@ -85,12 +82,12 @@ def _regression(name: str) -> Case:
     return case
 
 
-_BCE_TAILS = ((-100.0, -4.0), (4.0, 100.0), (-800.0, -100.0), (100.0, 800.0))
+_BCETAILS = ((-100.0, -4.0), (4.0, 100.0), (-800.0, -100.0), (100.0, 800.0))
 
 
-def _bce(data, dtype, tail):
+def bce(data, dtype, tail):
     shape = data.draw(shapes(1, 2), label="shape")
-    lo, hi = data.draw(st.sampled_from(_BCE_TAILS), label="tail") if tail else (-12.0, 12.0)
+    lo, hi = data.draw(st.sampled_from(_BCETAILS), label="tail") if tail else (-12.0, 12.0)
     logits = data.draw(floats_array(shape, lo, hi, dtype), label="logits")
     hard = data.draw(st.booleans(), label="hard_targets")
     if hard:
@@ -112,7 +109,7 @@ def _classes(data, dtype):
     return n, k, labels, weight, reduction
 
 
-def _cross_entropy(data, dtype, tail):
+def cross_entropy(data, dtype, tail):
     n, k, labels, weight, reduction = _classes(data, dtype)
     logits = data.draw(floats_array((n, k), -8.0, 8.0, dtype), label="logits")
     smoothing = data.draw(st.sampled_from((0.0, 0.1)) | st.floats(0.0, 0.5), label="label_smoothing")
@@ -120,34 +117,19 @@ def _cross_entropy(data, dtype, tail):
                               "label_smoothing": smoothing, "weight": weight}, terms=n * k)
 
 
-def _nll(data, dtype, tail):
+def nll(data, dtype, tail):
     n, k, labels, weight, reduction = _classes(data, dtype)
     log_probs = data.draw(floats_array((n, k), -8.0, 0.0, dtype), label="log_probs")
     return Inputs((log_probs,), {"labels": labels, "reduction": reduction, "weight": weight},
                   terms=n)
 
 
-CASES: dict[str, Case] = {
-    "dense": _dense,
-    "sigmoid": _activation("sigmoid"),
-    "tanh": _activation("tanh"),
-    "relu": _activation("relu"),
-    "leaky_relu": _activation("leaky_relu", negative_slope=st.floats(0.001, 0.5)),
-    "elu": _activation("elu", alpha=st.floats(0.1, 2.0)),
-    "gelu": _activation("gelu", approximate=st.sampled_from(("none", "tanh"))),
-    "silu": _activation("silu"),
-    "softplus": _activation("softplus", beta=st.floats(0.5, 3.0)),
-    "softmax": _softmax,
-    "log_softmax": _softmax,
-    "mse_loss": _regression("mse_loss"),
-    "l1_loss": _regression("l1_loss"),
-    "huber_loss": _regression("huber_loss"),
-    "bce_with_logits": _bce,
-    "cross_entropy": _cross_entropy,
-    "nll_loss": _nll,
-    **CNN_CASES,
-}
-"""Every component the properties check, by the oracle's name."""
-
-TAIL_CASES = sorted([*_TAILS, "softmax", "log_softmax", "bce_with_logits"])
-"""Components with a tail/saturation property (compared in relative terms)."""
+def var_mean(data, dtype, tail):
+    shape = data.draw(shapes(1, 3), label="shape")
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1), label="axis")
+    correction = data.draw(st.sampled_from((0, 1)), label="correction")
+    if shape[axis] <= correction:  # one degree of freedom left
+        shape = tuple(s + 1 if i == axis % len(shape) else s for i, s in enumerate(shape))
+    offset = data.draw(st.sampled_from((0.0, 3.0)), label="offset")
+    x = data.draw(floats_array(shape, offset - 2.0, offset + 2.0, dtype), label="x")
+    return Inputs((x,), {"axis": axis, "correction": correction}, terms=shape[axis])

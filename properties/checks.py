@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from backends import harness
 from backends.base import Backend, Unsupported, UnsupportedComponent
-from properties.cases import CASES, Inputs
-from properties.magnitudes import forward_terms, vjp_terms
+from properties.inputs import Inputs
+from properties.specs import SPECS, forward_terms, vjp_terms
 from properties.strategies import conventions, seeded_array
 from properties.tolerance import assert_close, current_record, sensitivity, tolerance
 from reference import registry
@@ -37,7 +37,7 @@ def unsupported_example() -> Iterator[None]:
 def draw_inputs(data: st.DataObject, backend: Backend, component: str, dtype: str,
                 tail: bool = False) -> Inputs:
     """Inputs of ``component`` with the backend's conventions applied."""
-    inp = CASES[component](data, dtype, tail)
+    inp = SPECS[component].case(data, dtype, tail)
     inp.kwargs = conventions(data, backend, component, inp.kwargs)
     return inp
 

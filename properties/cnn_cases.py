@@ -68,7 +68,7 @@ def _conv_config(data) -> tuple[Any, ...]:
     return g, cg, og, n, ks, stride, ss, dilation, ds
 
 
-def _conv(ndim: int) -> Case:
+def conv(ndim: int) -> Case:
     def case(data, dtype, tail):
         g, cg, og, n, ks, stride, ss, dilation, ds = _conv_config(data)
         if ndim == 1:
@@ -84,7 +84,7 @@ def _conv(ndim: int) -> Case:
     return case
 
 
-def _conv_transpose2d(data, dtype, tail):
+def conv_transpose2d(data, dtype, tail):
     g, cg, og, n, ks, stride, ss, dilation, ds = _conv_config(data)
     # 2p <= d (k - 1) keeps the output size (H - 1) s - 2p + d (k - 1) + op + 1 >= 1
     ps = tuple(data.draw(st.integers(0, ds[i] * (ks[i] - 1) // 2), label=f"padding_{i}")
@@ -110,7 +110,7 @@ def _pool_config(data):
     return kernel, ks, stride, padding
 
 
-def _max_pool2d(data, dtype, tail):
+def max_pool2d(data, dtype, tail):
     kernel, ks, stride, padding = _pool_config(data)
     dilation, ds = _int_or_pair(data, 1, 2, "dilation")
     n, c = data.draw(st.integers(1, 2), label="N"), data.draw(st.integers(1, 2), label="C")
@@ -130,7 +130,7 @@ def _max_pool2d(data, dtype, tail):
                   terms=int(np.prod(ks)))
 
 
-def _avg_pool2d(data, dtype, tail):
+def avg_pool2d(data, dtype, tail):
     kernel, ks, stride, padding = _pool_config(data)
     n, c = data.draw(st.integers(1, 2), label="N"), data.draw(st.integers(1, 3), label="C")
     sizes = tuple(_size(data, ks[i], 1, 2 * padding[i], f"size_{i}") for i in range(2))
@@ -141,18 +141,18 @@ def _avg_pool2d(data, dtype, tail):
     return Inputs((x,), kwargs, terms=int(np.prod(ks)))
 
 
-def _global_avg_pool2d(data, dtype, tail):
+def global_avg_pool2d(data, dtype, tail):
     shape = tuple(data.draw(st.integers(1, 4), label=k) for k in ("N", "C", "H", "W"))
     x = data.draw(floats_array(shape, -2.0, 2.0, dtype), label="x")
     return Inputs((x,), {}, terms=shape[2] * shape[3])
 
 
-def _flatten(data, dtype, tail):
+def flatten(data, dtype, tail):
     shape = tuple(data.draw(st.lists(st.integers(1, 4), min_size=2, max_size=4), label="shape"))
     return Inputs((data.draw(floats_array(shape, -2.0, 2.0, dtype), label="x"),), {})
 
 
-def _batch_norm(data, dtype, tail):
+def batch_norm(data, dtype, tail):
     n = data.draw(st.integers(1, 4), label="N")
     c = data.draw(st.integers(1, 3), label="C")
     spatial = data.draw(st.sampled_from(((), (1, 2), (2, 2), (3, 2))), label="spatial")
@@ -179,16 +179,3 @@ def _batch_norm(data, dtype, tail):
         "variance": data.draw(st.sampled_from(VARIANCES), label="variance"),
     }
     return Inputs((x, weight, bias), kwargs, terms=n * int(np.prod(spatial)))
-
-
-CNN_CASES: dict[str, Case] = {
-    "conv2d": _conv(2),
-    "conv1d": _conv(1),
-    "conv_transpose2d": _conv_transpose2d,
-    "max_pool2d": _max_pool2d,
-    "avg_pool2d": _avg_pool2d,
-    "global_avg_pool2d": _global_avg_pool2d,
-    "flatten": _flatten,
-    "batch_norm": _batch_norm,
-}
-"""The convolutional family's components, by the oracle's name."""

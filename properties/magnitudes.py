@@ -11,18 +11,11 @@ BCE) have no entry, so a backend that cancels there is held to relative accuracy
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from scipy import special
 
 from reference import cnn, registry
 from reference.activations import softmax
-
-#: bilinear components y = f(x, w) + b: the terms summed are those of f(|x|, |w|)
-_BILINEAR = ("conv2d", "conv1d", "conv_transpose2d")
-#: components linear in x whose terms are all of one sign for |x| (sums and means)
-_LINEAR_SUMS = ("avg_pool2d", "global_avg_pool2d")
 
 
 def _class_weights(kwargs, n, k):
@@ -35,96 +28,124 @@ def _class_weights(kwargs, n, k):
     return q, w[labels].sum()
 
 
+def _abs(cot) -> np.ndarray:
+    return np.abs(np.asarray(cot, dtype=np.float64))
+
+
 def _per_example(v: np.ndarray, reduction: str, denom: float) -> np.ndarray:
     if reduction == "none":
         return v
     return np.asarray(v.sum() if reduction == "sum" else v.sum() / denom)
 
 
-def forward_terms(name: str, primals: tuple[np.ndarray, ...], kwargs: dict[str, Any]
-                  ) -> np.ndarray | list[np.ndarray] | None:
-    """M for the forward output of component ``name`` (a list for a component with several
-    outputs; None: no cancelling terms)."""
-    if name == "batch_norm":
-        return _batch_norm_forward_terms(primals, kwargs)
-    if name == "dense":
-        x, w, b = primals
-        return np.abs(x) @ np.abs(w) + np.abs(b)
-    if name in _BILINEAR:
+def dense_forward(primals, kwargs):
+    x, w, b = primals
+    return np.abs(x) @ np.abs(w) + np.abs(b)
+
+
+def abs_forward(name: str):
+    """Bilinear y = f(x, w) + b and sums of one sign: the terms summed are those of f(|x|, ...)."""
+    def terms(primals, kwargs):
         return registry.forward(name, tuple(np.abs(p) for p in primals), **kwargs)
-    if name in _LINEAR_SUMS:
-        return registry.forward(name, (np.abs(primals[0]),), **kwargs)
-    if name == "log_softmax":
-        (x,) = primals
-        axis = kwargs.get("axis", -1)
-        z = x - x.max(axis=axis, keepdims=True)
-        # log of a sum >= 1 that is rounded relative to itself: an absolute error of eps
-        return np.abs(z) + np.log(np.exp(z).sum(axis=axis, keepdims=True)) + 1.0
-    if name == "cross_entropy":
-        (x,) = primals
-        n, k = x.shape
-        z = x - x.max(axis=1, keepdims=True)
-        terms = np.abs(z) + np.log(np.exp(z).sum(axis=1, keepdims=True)) + 1.0
-        q, denom = _class_weights(kwargs, n, k)
-        return _per_example((np.abs(q) * terms).sum(axis=1), kwargs.get("reduction", "mean"), denom)
-    return None
+    return terms
 
 
-def vjp_terms(name: str, primals: tuple[np.ndarray, ...], kwargs: dict[str, Any],
-              cot: np.ndarray) -> list[np.ndarray] | None:
-    """M for each gradient of component ``name`` given one cotangent per output (None: none)."""
-    live = [c for c in registry.get(name).cotangents(cot) if c is not None]
-    if len(live) != 1:
-        return None
-    cot = live[0]
-    g = np.abs(np.asarray(cot, dtype=np.float64))
-    if name == "dense":
-        x, w, _ = primals
-        return [g @ np.abs(w).T, np.abs(x).T @ g, g.sum(axis=0)]
-    if name in _BILINEAR:
-        # dx is linear in (w, g) and dw in (x, g): each is the VJP with absolute values
-        return list(registry.vjp(name, tuple(np.abs(p) for p in primals), g, **kwargs))
-    if name in _LINEAR_SUMS or name == "max_pool2d":
-        # the VJP adds the cotangents of every window an input belongs to
-        return list(registry.vjp(name, primals, g, **kwargs))
-    if name == "batch_norm":
-        return _batch_norm_vjp_terms(primals, kwargs, g)
-    if name in ("tanh", "sigmoid", "silu", "gelu"):
-        (x,) = primals
-        if name == "tanh":
-            return [g * (1 + np.tanh(x) ** 2)]
-        s = special.expit(x)
-        if name == "sigmoid":
-            return [g * s]
-        if name == "silu":
-            return [g * (s + np.abs(x) * s * (1 - s))]
-        if kwargs.get("approximate", "none") == "none":
-            return [g * (special.ndtr(x) + np.abs(x) * np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi))]
-        u = np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)
-        su = special.expit(2 * u)
-        du = np.sqrt(2 / np.pi) * (1 + 3 * 0.044715 * x * x)
-        return [g * (su + np.abs(2 * x * su * (1 - su) * du))]
-    if name in ("softmax", "log_softmax"):
-        (x,) = primals
-        axis = kwargs.get("axis", -1)
-        s = softmax(x, axis)
-        if name == "softmax":
-            return [s * (g + np.abs((np.asarray(cot) * s).sum(axis=axis, keepdims=True)))]
-        return [g + s * g.sum(axis=axis, keepdims=True)]
-    if name == "cross_entropy":
-        (x,) = primals
-        n, k = x.shape
-        q, denom = _class_weights(kwargs, n, k)
-        red = kwargs.get("reduction", "mean")
-        gi = g if red == "none" else np.full(n, g / denom if red == "mean" else g)
-        return [(q.sum(axis=1, keepdims=True) * softmax(x, 1) + q) * gi[:, None]]
-    if name == "bce_with_logits":
-        (x,) = primals
-        y = np.abs(kwargs["target"])
-        red = kwargs.get("reduction", "mean")
-        gi = g if red == "none" else np.broadcast_to(g / (x.size if red == "mean" else 1), x.shape)
-        return [gi * (special.expit(x) + y)]
-    return None
+def log_softmax_forward(primals, kwargs):
+    (x,) = primals
+    axis = kwargs.get("axis", -1)
+    z = x - x.max(axis=axis, keepdims=True)
+    # log of a sum >= 1 that is rounded relative to itself: an absolute error of eps
+    return np.abs(z) + np.log(np.exp(z).sum(axis=axis, keepdims=True)) + 1.0
+
+
+def cross_entropy_forward(primals, kwargs):
+    (x,) = primals
+    n, k = x.shape
+    z = x - x.max(axis=1, keepdims=True)
+    terms = np.abs(z) + np.log(np.exp(z).sum(axis=1, keepdims=True)) + 1.0
+    q, denom = _class_weights(kwargs, n, k)
+    return _per_example((np.abs(q) * terms).sum(axis=1), kwargs.get("reduction", "mean"), denom)
+
+
+def dense_vjp(primals, kwargs, cot):
+    g = _abs(cot)
+    x, w, _ = primals
+    return [g @ np.abs(w).T, np.abs(x).T @ g, g.sum(axis=0)]
+
+
+def bilinear_vjp(name: str):
+    """dx is linear in (w, g) and dw in (x, g): each is the VJP with absolute values."""
+    def terms(primals, kwargs, cot):
+        return list(registry.vjp(name, tuple(np.abs(p) for p in primals), _abs(cot), **kwargs))
+    return terms
+
+
+def summing_vjp(name: str):
+    """Pooling: the VJP adds the cotangents of every window an input belongs to."""
+    def terms(primals, kwargs, cot):
+        return list(registry.vjp(name, primals, _abs(cot), **kwargs))
+    return terms
+
+
+def tanh_vjp(primals, kwargs, cot):
+    g = _abs(cot)
+    return [g * (1 + np.tanh(primals[0]) ** 2)]
+
+
+def sigmoid_vjp(primals, kwargs, cot):
+    g = _abs(cot)
+    return [g * special.expit(primals[0])]
+
+
+def silu_vjp(primals, kwargs, cot):
+    g = _abs(cot)
+    (x,) = primals
+    s = special.expit(x)
+    return [g * (s + np.abs(x) * s * (1 - s))]
+
+
+def gelu_vjp(primals, kwargs, cot):
+    g = _abs(cot)
+    (x,) = primals
+    if kwargs.get("approximate", "none") == "none":
+        return [g * (special.ndtr(x) + np.abs(x) * np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi))]
+    u = np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)
+    su = special.expit(2 * u)
+    du = np.sqrt(2 / np.pi) * (1 + 3 * 0.044715 * x * x)
+    return [g * (su + np.abs(2 * x * su * (1 - su) * du))]
+
+
+def softmax_vjp(primals, kwargs, cot):
+    (x,) = primals
+    axis = kwargs.get("axis", -1)
+    s = softmax(x, axis)
+    return [s * (_abs(cot) + np.abs((np.asarray(cot) * s).sum(axis=axis, keepdims=True)))]
+
+
+def log_softmax_vjp(primals, kwargs, cot):
+    g = _abs(cot)
+    (x,) = primals
+    axis = kwargs.get("axis", -1)
+    return [g + softmax(x, axis) * g.sum(axis=axis, keepdims=True)]
+
+
+def cross_entropy_vjp(primals, kwargs, cot):
+    g = _abs(cot)
+    (x,) = primals
+    n, k = x.shape
+    q, denom = _class_weights(kwargs, n, k)
+    red = kwargs.get("reduction", "mean")
+    gi = g if red == "none" else np.full(n, g / denom if red == "mean" else g)
+    return [(q.sum(axis=1, keepdims=True) * softmax(x, 1) + q) * gi[:, None]]
+
+
+def bce_with_logits_vjp(primals, kwargs, cot):
+    g = _abs(cot)
+    (x,) = primals
+    y = np.abs(kwargs["target"])
+    red = kwargs.get("reduction", "mean")
+    gi = g if red == "none" else np.broadcast_to(g / (x.size if red == "mean" else 1), x.shape)
+    return [gi * (special.expit(x) + y)]
 
 
 def _bn_channels(x: np.ndarray):
@@ -149,7 +170,7 @@ def _bn_centred(x: np.ndarray, kwargs) -> tuple[np.ndarray, np.ndarray]:
     return xc, 1.0 / np.sqrt((xc**2).mean(axis=axes, keepdims=True) + kwargs.get("eps", 1e-5))
 
 
-def _batch_norm_forward_terms(primals, kwargs):
+def batch_norm_forward(primals, kwargs):
     """[M of y, of the running mean, of the running variance] for the fast variance: its
     error d var = eps 2 E[x^2] reaches the running variance times the weight of the new
     statistic (and n / (n - 1) when unbiased), and y = (x - mu) r w + b through
@@ -170,12 +191,13 @@ def _batch_norm_forward_terms(primals, kwargs):
             (take * unbiased * 2 * ms).reshape(-1)]
 
 
-def _batch_norm_vjp_terms(primals, kwargs, g):
+def batch_norm_vjp(primals, kwargs, cot):
     """Training: dx = r w (g - mean(g) - xhat mean(g xhat)) with r = 1 / sqrt(var + eps) sums
     terms of size r |w| (|g| + mean|g| + |xhat| mean|g xhat|), far above dx when g is nearly
     affine in xhat; dw = sum g xhat and db = sum g sum |g xhat| and |g|. Eval mode multiplies
     only: no terms beyond the result. The fast variance's error eps 2 E[x^2] moves r by the
     relative k = r^2 E[x^2] eps: dx (r, and r^3 in xhat mean(g xhat)) by 3 k, dw by k."""
+    g = _abs(cot)
     x, weight, _ = primals
     axes, shape = _bn_channels(x)
     if kwargs.get("training", True):
@@ -202,7 +224,7 @@ def _abs_conv2d_vjp(x, w, b, g, **kw):
 
 
 def _abs_batch_norm_vjp(x, weight, bias, g, running_mean, running_var, **kw):
-    return _batch_norm_vjp_terms((x, weight, bias),
+    return batch_norm_vjp((x, weight, bias),
                                  {**kw, "running_mean": running_mean, "running_var": running_var}, g)
 
 
@@ -223,6 +245,6 @@ def cnn_terms(arch: cnn.Architecture, params, state, x, labels, bn) -> tuple[flo
     whose magnitudes these are, so a backend's rounding moves it by about eps times them)."""
     logits, _, tape = cnn.forward_tape(arch, params, state, x, bn)
     kw = {"labels": labels, "reduction": "mean"}
-    loss_m = float(forward_terms("cross_entropy", (logits,), kw))
-    (g,) = vjp_terms("cross_entropy", (logits,), kw, np.float64(1.0))
+    loss_m = float(cross_entropy_forward((logits,), kw))
+    (g,) = cross_entropy_vjp((logits,), kw, np.float64(1.0))
     return loss_m, cnn.backward(tape, g, bn, MAGNITUDE_VJPS)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from backends import harness
 from properties.checks import unsupported_example
-from properties.magnitudes import vjp_terms
+from properties.specs import vjp_terms
 from properties.strategies import floats_array, seeded_array, shapes
 from properties.tolerance import assert_within, sensitivity, tolerance
 from reference import registry

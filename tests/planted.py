@@ -12,6 +12,7 @@ from reference import activations as A
 from reference import dense as D
 from reference import losses as L
 from reference import mlp as M
+from reference import moments as Mo
 from reference.optimizers import Optimizer
 
 
@@ -283,9 +284,31 @@ class MlpBackpropSkipsActivation(Planted):
         return float(f(h, target)), grads
 
 
+class VarMeanVjpFirstOutputOnly(Planted):
+    """var_mean's backward differentiates the variance only: the mean's cotangent is dropped
+    (what a VJP interface with one cotangent per component does)."""
+
+    name, component = "planted-var-mean-first-output", "var_mean"
+
+    def _var_mean_vjp(x, gv, gm, axis=-1, correction=1):
+        return Mo.var_mean_vjp(x, gv, np.zeros_like(np.asarray(gm)), axis, correction)
+
+    vjps = {**NumpyBackend.vjps, "var_mean": _var_mean_vjp}
+
+
+class VarMeanCorrectionIgnored(Planted):
+    """var_mean divides by n whatever the correction (jnp.var's ddof=0 behind torch's name)."""
+
+    name, component = "planted-var-mean-correction", "var_mean"
+
+    def var_mean(self, x, axis=-1, correction=1):
+        return Mo.var_mean(x, axis, 0)
+
+
 PLANTED = [AdamNoBiasCorrection, AmsgradWrongMoment, SgdMomentumBufferFromZero,
            WeightDecayWrongSign, RmspropEpsAlwaysInSqrt, AdagradNoAccumulation, SoftmaxNoMaxShift,
            LogSoftmaxVjpMissingSum, GeluErfForm, LeakyReluSlopeInBackward,
            HuberTransitionOffByDelta, BceClampedLog, LabelSmoothingOverKMinus1, WeightedMeanOverN,
-           DenseBiasGradFirstRow, MlpBackpropSkipsActivation]
+           DenseBiasGradFirstRow, MlpBackpropSkipsActivation, VarMeanVjpFirstOutputOnly,
+           VarMeanCorrectionIgnored]
 """Every planted-bug backend."""
