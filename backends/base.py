@@ -101,6 +101,8 @@ class Backend:
     #: component -> {argument: value it is fixed to, or a tuple of the values it supports}.
     conventions: dict[str, dict[str, Any]] = {}
     known_divergences: tuple[KnownDivergence, ...] = ()
+    #: registered components the backend lacks on purpose: name -> why (the report says so).
+    unsupported: dict[str, str] = {}
 
     def __init__(self, device: str = "cpu") -> None:
         device = {"gpu": "cuda"}.get(device, device)
@@ -179,6 +181,8 @@ class Backend:
         """A registered component the backend lacks: a method that raises UnsupportedComponent."""
         if name in registry.RECORDS:
             def missing(*args: Any, **kwargs: Any) -> Any:
+                if name in self.unsupported:
+                    raise UnsupportedComponent(f"{self.name}: {name}: {self.unsupported[name]}")
                 self._missing(name)
             missing.__name__ = name
             return missing

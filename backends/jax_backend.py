@@ -434,15 +434,17 @@ class JaxBackend(Backend):
     @_jit("training", "momentum_convention", "unbiased_running_var", "variance")
     def batch_norm(self, x: jax.Array, weight: jax.Array | None, bias: jax.Array | None,
                    running_mean: jax.Array, running_var: jax.Array, training: bool = True,
-                   momentum: float = 0.1, eps: float = 1e-5, momentum_convention: str = "flax",
-                   unbiased_running_var: bool = False, variance: str = "fast"
+                   momentum: float = 0.1, eps: float = 1e-5, momentum_convention: str = "torch",
+                   unbiased_running_var: bool = True, variance: str = "two_pass"
                    ) -> tuple[jax.Array, jax.Array, jax.Array]:
         """flax.linen.BatchNorm's algorithm without flax, channel axis 1. Statistics in at
         least float32 (force_float32_reductions): mean = E[x] over every axis but 1, var =
         max(0, E[x^2] - mean^2) (variance="fast": use_fast_variance=True, flax's default) or
         E[(x - mean)^2] ("two_pass": use_fast_variance=False); y = (x - mean) *
         (rsqrt(var + eps) * weight) + bias, in x's dtype; r <- m r + (1 - m) stat with the
-        biased variance. Eval: the running statistics normalise and come back unchanged.
+        biased variance. Eval: the running statistics normalise and come back unchanged. The
+        defaults are the oracle's; flax's own (momentum_convention="flax",
+        unbiased_running_var=False, variance="fast") are declared in ``conventions``.
 
         The fast variance cancels catastrophically for inputs whose mean is large against
         their spread (flax#1491): a known divergence of flax's default."""

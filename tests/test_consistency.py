@@ -1,0 +1,126 @@
+"""The records stay complete: every component has a spec, planted bugs, an adapter method or a
+declared unsupported in torch and jax with the oracle's defaults, conventions the oracle
+accepts, and known divergences that name what exists. Each check is also shown failing on a
+deliberately incomplete record."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+
+import numpy as np
+import pytest
+
+from backends.base import Backend, KnownDivergence
+from backends.numpy_backend import NumpyBackend
+from properties import consistency as K
+from properties.specs import SPECS, Spec
+from reference import registry
+from reference.component import Component
+from reference.optimizers import OPTIMIZERS
+from tests.planted import PLANTED
+from tests.planted_cnn import CNN_PLANTED
+
+ARCHITECTURES = {"mlp", "lenet", "resnet"}
+
+
+ADAPTERS = {"TorchBackend": ("torch", "backends.torch_backend"),
+            "JaxBackend": ("jax", "backends.jax_backend")}
+
+
+def _adapter(cls: str) -> type[Backend]:
+    framework, module = ADAPTERS[cls]
+    pytest.importorskip(framework, reason=f"{cls} needs {framework}")
+    return getattr(importlib.import_module(module), cls)
+
+
+def _mish(x):
+    """x tanh(softplus(x)): a component with no spec, no planted bug and no adapter."""
+    return x * np.tanh(np.logaddexp(0.0, x))
+
+
+def _mish_vjp(x, g):
+    return (g,)
+
+
+MISH = Component("mish", _mish, _mish_vjp, ("x",), "activation")
+
+
+def test_every_component_has_a_spec():
+    assert K.missing_specs(registry.RECORDS, SPECS) == []
+
+
+def test_a_component_without_a_spec_is_named():
+    assert K.missing_specs({**registry.RECORDS, "mish": MISH}, SPECS) == [
+        "component 'mish' has no spec in properties.specs (how its inputs are drawn)"]
+    assert K.missing_specs(registry.RECORDS, {**SPECS, "mish": Spec(SPECS["relu"].case)}) == [
+        "spec 'mish' has no record in reference.registry"]
+
+
+def test_every_component_has_a_planted_bug():
+    assert K.missing_planted(registry.RECORDS, [c.component for c in PLANTED + CNN_PLANTED]) == []
+
+
+def test_a_component_without_a_planted_bug_is_named():
+    assert K.missing_planted({"relu": registry.RECORDS["relu"], "mish": MISH}, ["relu"]) == [
+        "component 'mish' has no planted bug in tests/planted*.py"]
+
+
+@pytest.mark.parametrize("cls", sorted(ADAPTERS))
+def test_adapters_implement_or_decline_every_component(cls):
+    adapter = _adapter(cls)
+    assert K.missing_adapters(adapter, registry.RECORDS) == []
+    assert K.default_mismatches(adapter, registry.RECORDS) == []
+    assert K.convention_mismatches(adapter, registry.RECORDS) == []
+    components = set(registry.RECORDS) | set(OPTIMIZERS) | ARCHITECTURES
+    assert K.unknown_divergences(adapter, K.property_tests(), components) == []
+
+
+def test_the_numpy_backend_is_every_record():
+    backend = NumpyBackend()
+    assert all(getattr(backend, n) is rec.forward for n, rec in registry.RECORDS.items())
+    assert K.convention_mismatches(NumpyBackend, registry.RECORDS) == []
+
+
+class _Incomplete(Backend):
+    """Defines relu with another default, lacks softplus, declares gelu unsupported, follows
+    a tie rule the oracle lacks and expects a divergence in a test that does not exist."""
+
+    name = "incomplete"
+    unsupported = {"gelu": "no GELU here"}
+    conventions = {"max_pool2d": {"ties": "last"}, "relu": {"inplace": True}}
+    known_divergences = (KnownDivergence("test_nothing", "relu", "made up"),
+                         KnownDivergence("test_forward", "nothing", "made up"))
+
+    def leaky_relu(self, x, negative_slope=0.2):
+        return x
+
+
+def test_an_incomplete_adapter_is_named():
+    records = {n: registry.RECORDS[n] for n in ("leaky_relu", "softplus", "gelu", "max_pool2d",
+                                                "relu")}
+    assert K.missing_adapters(_Incomplete, records) == [
+        f"_Incomplete neither implements {n!r} nor declares it in unsupported"
+        for n in ("max_pool2d", "relu", "softplus")]
+    assert K.default_mismatches(_Incomplete, records) == [
+        "_Incomplete.leaky_relu(x, negative_slope=0.2) differs from the oracle's "
+        "leaky_relu(x, negative_slope=0.01)"]
+    assert K.convention_mismatches(_Incomplete, records) == [
+        "_Incomplete.conventions['max_pool2d']['ties'] = 'last': the oracle accepts "
+        "('first', 'split')",
+        "_Incomplete.conventions['relu'] names 'inplace', which is not an argument of relu"]
+    assert K.unknown_divergences(_Incomplete, K.property_tests(), {"relu"}) == [
+        "_Incomplete: known divergence names test 'test_nothing', which does not exist",
+        "_Incomplete: known divergence names component 'nothing', which does not exist"]
+
+
+def test_a_declared_unsupported_component_says_why():
+    with pytest.raises(Exception, match="incomplete: gelu: no GELU here"):
+        _Incomplete().gelu(np.zeros(2))
+
+
+def test_a_record_rejects_names_its_forward_lacks():
+    with pytest.raises(ValueError, match=r"inputs \['y'\] are not parameters of _mish"):
+        dataclasses.replace(MISH, inputs=("y",))
+    with pytest.raises(ValueError, match="differentiable_outputs"):
+        dataclasses.replace(MISH, differentiable_outputs=("z",))
