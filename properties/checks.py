@@ -13,9 +13,10 @@ from hypothesis import strategies as st
 from backends import harness
 from backends.base import Backend, Unsupported, UnsupportedComponent
 from properties.inputs import Inputs
+from properties.record import current_record
 from properties.specs import SPECS, forward_terms, vjp_terms
 from properties.strategies import conventions, seeded_array
-from properties.tolerance import assert_close, current_record, sensitivity, tolerance
+from properties.tolerance import assert_close, sensitivity, tolerance
 from reference import registry
 
 

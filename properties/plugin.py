@@ -18,7 +18,9 @@ from hypothesis.errors import FailedHealthCheck, Unsatisfiable
 
 from backends.base import Backend, BackendUnavailable
 from backends.loader import resolve
-from properties import report, tolerance
+from properties import report
+from properties.record import Record, start_record
+from properties.report import item_key
 
 settings.register_profile("dev", max_examples=30, deadline=None, print_blob=True)
 settings.register_profile(
@@ -80,6 +82,9 @@ class _Selected:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--certify") and getattr(config.option, "numprocesses", None):
+        raise pytest.UsageError("--certify runs serially for now: certificates of pytest-xdist "
+                                "workers (-n) are not merged yet; run without -n")
     specs = [s.strip() for s in config.getoption("--backend").split(",") if s.strip()]
     device = config.getoption("--device")
     config.stash[_STATE] = {"selected": {s: _Selected(s, device) for s in specs},
@@ -121,15 +126,6 @@ def backend(request: pytest.FixtureRequest) -> Backend:
         pytest.skip(f"unavailable: {exc}")
 
 
-def item_key(item: pytest.Item) -> tuple[str | None, str, str | None, str | None]:
-    """(backend spec, test name, component, dtype) of a collected item."""
-    params = getattr(item, "callspec", None)
-    p = params.params if params else {}
-    marker = item.get_closest_marker("component")
-    component = p.get("component") or (marker.args[0] if marker else None)
-    return p.get("backend"), item.originalname, component, p.get("dtype")
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     selected = config.stash[_STATE]["selected"]
     for item in items:
@@ -148,7 +144,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item):
-    record = tolerance.start_record()
+    record = start_record()
     handle = getattr(getattr(item, "obj", None), "hypothesis", None)
     inner = getattr(handle, "inner_test", None)
     if inner is not None:
@@ -177,7 +173,7 @@ def pytest_runtest_call(item: pytest.Item):
             item.user_properties.append(("unsupported_reasons", unsupported_summary(record)))
 
 
-def unsupported_summary(record: tolerance.Record, shown: int = 3) -> str:
+def unsupported_summary(record: Record, shown: int = 3) -> str:
     """'n x reason; ...' of the examples a test set aside as unsupported, the ``shown`` most
     common reasons first, then how many others."""
     common = record.unsupported.most_common()

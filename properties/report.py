@@ -179,6 +179,15 @@ def markdown(rep: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def item_key(item: pytest.Item) -> tuple[str | None, str, str | None, str | None]:
+    """(backend spec, test name, component, dtype) of a collected item."""
+    params = getattr(item, "callspec", None)
+    p = params.params if params else {}
+    marker = item.get_closest_marker("component")
+    component = p.get("component") or (marker.args[0] if marker else None)
+    return p.get("backend"), item.originalname, component, p.get("dtype")
+
+
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text)
@@ -188,8 +197,6 @@ def _atomic_write(path: Path, text: str) -> None:
 def write_all(config: pytest.Config, selected: dict, results: list[dict], items: dict,
               report_dir: str) -> list[Path]:
     """Write one md + json report per selected backend; return the paths written."""
-    from properties.plugin import item_key
-
     by_spec: dict[str, list[dict]] = {s: [] for s in selected}
     for entry in results:
         item = items.get(entry["nodeid"])

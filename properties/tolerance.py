@@ -22,11 +22,11 @@ how close a backend came to failing. Nothing else in the suite holds a tolerance
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
+
+from properties.record import Comparison, current_record
 
 EPS = {"float64": 2.0**-52, "float32": 2.0**-23, "float16": 2.0**-10, "bfloat16": 2.0**-7}
 TINY = {"float64": 2.0**-1022, "float32": 2.0**-126, "float16": 2.0**-14, "bfloat16": 2.0**-126}
@@ -88,48 +88,6 @@ def tolerance(expected: np.ndarray, dtype: str, condition: np.ndarray | None = N
     return FACTOR[dtype] * (bound + TINY[dtype])
 
 
-@dataclass
-class Comparison:
-    """The outcome of one comparison: margin = max(error / tolerance)."""
-
-    what: str
-    margin: float
-    detail: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.margin <= 1.0
-
-
-@dataclass
-class Record:
-    """Comparisons and examples of one test (the report reads it)."""
-
-    examples: int = 0
-    worst_margin: float = 0.0
-    comparisons: int = 0
-    notes: list[str] = field(default_factory=list)
-    unsupported: Counter[str] = field(default_factory=Counter)  # examples set aside, by reason
-
-    def add(self, c: Comparison) -> None:
-        self.comparisons += 1
-        self.worst_margin = max(self.worst_margin, c.margin)
-
-
-_current = Record()
-
-
-def current_record() -> Record:
-    return _current
-
-
-def start_record() -> Record:
-    """Begin a fresh record (the plugin calls this before each test)."""
-    global _current
-    _current = Record()
-    return _current
-
-
 def compare(what: str, actual: np.ndarray, expected: np.ndarray, dtype: str,
             condition: np.ndarray | None = None, terms: int = 1, scale: float = 1.0) -> Comparison:
     """Compare ``actual`` with ``expected`` under the policy. ``scale`` > 1 only where the
@@ -158,7 +116,7 @@ def assert_close(what: str, actual, expected, dtype: str, condition=None, terms:
                  scale: float = 1.0) -> Comparison:
     """compare(), recorded in the current test's record; AssertionError when margin > 1."""
     c = compare(what, actual, expected, dtype, condition, terms, scale)
-    _current.add(c)
+    current_record().add(c)
     if not c.ok:
         raise AssertionError(f"{what}: margin {c.margin:.3g} > 1 ({dtype}); {c.detail}")
     return c
@@ -181,7 +139,7 @@ def assert_within(what: str, actual, expected, bound: np.ndarray) -> Comparison:
         margin = float(ratio[i]) if ratio.size else 0.0
         c = Comparison(what, margin, f"worst at {tuple(int(k) for k in i)}: got {a[i]!r}, "
                                      f"expected {e[i]!r}" if ratio.size else "")
-    _current.add(c)
+    current_record().add(c)
     if not c.ok:
         raise AssertionError(f"{what}: margin {c.margin:.3g} > 1; {c.detail}")
     return c

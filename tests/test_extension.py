@@ -1,0 +1,31 @@
+"""Adding a component from outside the tree takes its oracle function with a record, a case
+and one method per adapter (tests/extension/mish.py): the properties then check it on every
+backend, and the consistency checks see it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_mish_registered_from_outside_is_certified(tmp_path):
+    pytest.importorskip("torch", reason="the mish extension adapts torch")
+    pytest.importorskip("jax", reason="the mish extension adapts jax")
+    backends = "numpy,tests.extension.mish:TorchMish,tests.extension.mish:JaxMish"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "properties/test_components.py", "-q",
+         "-p", "no:cacheprovider", "-p", "tests.extension.mish", "--hypothesis-profile", "ci",
+         "--backend", backends, "-k", "mish", "--certify", "--report-dir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for report in ("numpy-cpu", "torch-mish-cpu", "jax-mish-cpu"):
+        rows = json.loads((tmp_path / f"{report}.json").read_text())["results"]
+        got = {(r["test"], r["dtype"]): r["outcome"] for r in rows if r["component"] == "mish"}
+        assert {t for t, _ in got} == {"test_forward", "test_vjp"}, (report, got)
+        assert set(got.values()) == {"passed"}, (report, got)
