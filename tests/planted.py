@@ -199,6 +199,77 @@ class LeakyReluSlopeInBackward(Planted):
             "leaky_relu": lambda x, g, negative_slope=0.01: A.leaky_relu_vjp(x, g, 0.01)}
 
 
+class SigmoidViaTanh(Planted):
+    """sigmoid as 0.5 (1 + tanh(x / 2)) (XLA's old logistic expansion): the negative tail
+    cancels to 0."""
+
+    name, component = "planted-sigmoid-via-tanh", "sigmoid"
+
+    def sigmoid(self, x):
+        return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=np.float64)))
+
+
+class SigmoidVjpFromInput(Planted):
+    """sigmoid backward written for the saved output, g y (1 - y), fed the input x instead."""
+
+    name, component = "planted-sigmoid-vjp-from-input", "sigmoid"
+    vjps = {**NumpyBackend.vjps, "sigmoid": lambda x, g: (g * x * (1.0 - x),)}
+
+
+class TanhVjpFromInput(Planted):
+    """tanh backward written for the saved output, g (1 - y^2), fed the input x instead."""
+
+    name, component = "planted-tanh-vjp-from-input", "tanh"
+    vjps = {**NumpyBackend.vjps, "tanh": lambda x, g: (g * (1.0 - x * x),)}
+
+
+class ReluStraightThroughBackward(Planted):
+    """relu backward passes g unmasked (a custom Function returning grad_output as is, as a
+    straight-through estimator does)."""
+
+    name, component = "planted-relu-straight-through", "relu"
+    vjps = {**NumpyBackend.vjps, "relu": lambda x, g: (np.array(g, dtype=np.float64),)}
+
+
+class EluVjpAlphaDroppedFromOutput(Planted):
+    """elu backward from the output as g (y + 1) for x <= 0: alpha dropped (right only for
+    alpha = 1)."""
+
+    name, component = "planted-elu-vjp-alpha", "elu"
+
+    def _elu_vjp(x, g, alpha=1.0):
+        y = A.elu(x, alpha)
+        return (np.where(x > 0, g, g * (y + 1.0)),)
+
+    vjps = {**NumpyBackend.vjps, "elu": _elu_vjp}
+
+
+class SiluVjpGateDetached(Planted):
+    """silu backward as g sigmoid(x): the gate treated as a constant (x * sigmoid(x).detach())."""
+
+    name, component = "planted-silu-vjp-gate-detached", "silu"
+    vjps = {**NumpyBackend.vjps, "silu": lambda x, g: (g * special.expit(x),)}
+
+
+class SoftplusBetaIgnored(Planted):
+    """softplus ignores beta (a port to jax.nn.softplus, which has none)."""
+
+    name, component = "planted-softplus-beta-ignored", "softplus"
+
+    def softplus(self, x, beta=1.0, threshold=None):
+        return A.softplus(x, 1.0, threshold)
+
+
+class SoftplusLogOnePlusExp(Planted):
+    """softplus as log(1 + exp(beta x)) / beta, without log1p: the negative tail rounds to 0."""
+
+    name, component = "planted-softplus-log-one-plus", "softplus"
+
+    def softplus(self, x, beta=1.0, threshold=None):
+        y = np.log(1.0 + np.exp(beta * np.asarray(x, dtype=np.float64))) / beta
+        return y if threshold is None else np.where(beta * x > threshold, x, y)
+
+
 class HuberTransitionOffByDelta(Planted):
     """Huber's linear branch as delta (|d| - delta), missing the half: off by delta^2 / 2."""
 
@@ -208,6 +279,47 @@ class HuberTransitionOffByDelta(Planted):
         a = np.abs(pred - target)
         v = np.where(a <= delta, 0.5 * a * a, delta * (a - delta))
         return {"mean": v.mean, "sum": v.sum}.get(reduction, lambda: v)()
+
+class MseMeanOverBatch(Planted):
+    """mse 'mean' divides the sum by the batch size N (pred.shape[0]), not the element count."""
+
+    name, component = "planted-mse-mean-over-batch", "mse_loss"
+
+    def mse_loss(self, pred, target, reduction="mean"):
+        if reduction != "mean":
+            return L.mse_loss(pred, target, reduction)
+        return L.mse_loss(pred, target, "sum") / np.shape(pred)[0]
+
+    def _mse_vjp(pred, target, g, reduction="mean"):
+        if reduction != "mean":
+            return L.mse_loss_vjp(pred, target, g, reduction)
+        return L.mse_loss_vjp(pred, target, np.asarray(g) / np.shape(pred)[0], "sum")
+
+    vjps = {**NumpyBackend.vjps, "mse_loss": _mse_vjp}
+
+
+class MseVjpMissingTwo(Planted):
+    """mse backward as g (pred - target), the factor 2 dropped (the 1/2 (p - t)^2 convention)."""
+
+    name, component = "planted-mse-vjp-missing-two", "mse_loss"
+
+    def _mse_vjp(pred, target, g, reduction="mean"):
+        (d,) = L.mse_loss_vjp(pred, target, g, reduction)
+        return (0.5 * d,)
+
+    vjps = {**NumpyBackend.vjps, "mse_loss": _mse_vjp}
+
+
+class L1SumVjpAsMean(Planted):
+    """l1 backward divides by the element count whatever the reduction ('sum' treated as
+    'mean')."""
+
+    name, component = "planted-l1-sum-vjp-as-mean", "l1_loss"
+
+    def _l1_vjp(pred, target, g, reduction="mean"):
+        return L.l1_loss_vjp(pred, target, g, "mean" if reduction == "sum" else reduction)
+
+    vjps = {**NumpyBackend.vjps, "l1_loss": _l1_vjp}
 
 
 class BceClampedLog(Planted):
@@ -307,8 +419,11 @@ class VarMeanCorrectionIgnored(Planted):
 
 PLANTED = [AdamNoBiasCorrection, AmsgradWrongMoment, SgdMomentumBufferFromZero,
            WeightDecayWrongSign, RmspropEpsAlwaysInSqrt, AdagradNoAccumulation, SoftmaxNoMaxShift,
-           LogSoftmaxVjpMissingSum, GeluErfForm, LeakyReluSlopeInBackward,
-           HuberTransitionOffByDelta, BceClampedLog, LabelSmoothingOverKMinus1, WeightedMeanOverN,
+           LogSoftmaxVjpMissingSum, GeluErfForm, LeakyReluSlopeInBackward, SigmoidViaTanh,
+           SigmoidVjpFromInput, TanhVjpFromInput, ReluStraightThroughBackward,
+           EluVjpAlphaDroppedFromOutput, SiluVjpGateDetached, SoftplusBetaIgnored,
+           SoftplusLogOnePlusExp, HuberTransitionOffByDelta, MseMeanOverBatch, MseVjpMissingTwo,
+           L1SumVjpAsMean, BceClampedLog, LabelSmoothingOverKMinus1, WeightedMeanOverN,
            DenseBiasGradFirstRow, MlpBackpropSkipsActivation, VarMeanVjpFirstOutputOnly,
            VarMeanCorrectionIgnored]
 """Every planted-bug backend."""

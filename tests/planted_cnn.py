@@ -92,6 +92,45 @@ class AvgPoolCeilDivisorCountsOverhang(Planted):
         return y * P._divisor(geo, x.shape, True) / (geo.kernel[0] * geo.kernel[1])
 
 
+class Conv1dKernelFlipped(Planted):
+    """conv1d through np.convolve: a true convolution (kernel flipped) where every framework
+    cross-correlates."""
+
+    name, component = "planted-conv1d-kernel-flipped", "conv1d"
+
+    def conv1d(self, x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+        return C.conv1d(x, np.asarray(w)[..., ::-1], b, stride, padding, dilation, groups)
+
+
+class GlobalAvgPoolSquareMaps(Planted):
+    """global average pooling as sum / W^2: code that assumes square feature maps."""
+
+    name, component = "planted-global-avg-pool-square", "global_avg_pool2d"
+
+    def global_avg_pool2d(self, x):
+        x = np.asarray(x, dtype=np.float64)
+        return x.sum(axis=(2, 3)) / x.shape[3] ** 2
+
+    def _gap_vjp(x, g):
+        (dx,) = P.global_avg_pool2d_vjp(x, g)
+        return (dx * np.shape(x)[2] / np.shape(x)[3],)
+
+    vjps = {**NumpyBackend.vjps, "global_avg_pool2d": _gap_vjp}
+
+
+class GlobalAvgPoolVjpUndivided(Planted):
+    """global average pooling's backward spreads g without the 1 / (H W): sum pooling's
+    backward."""
+
+    name, component = "planted-global-avg-pool-vjp-undivided", "global_avg_pool2d"
+
+    def _gap_vjp(x, g):
+        (dx,) = P.global_avg_pool2d_vjp(x, g)
+        return (dx * np.shape(x)[2] * np.shape(x)[3],)
+
+    vjps = {**NumpyBackend.vjps, "global_avg_pool2d": _gap_vjp}
+
+
 def _max_pool_vjp_every_max(x, g, kernel_size, stride=None, padding=0, dilation=1,
                             ceil_mode=False, ties="first"):
     geo = P._geometry(x, kernel_size, stride, padding, dilation, ceil_mode)
@@ -202,8 +241,9 @@ class ResidualShortcutMissingInBackward(Planted):
 
 
 CNN_PLANTED = [ConvPaddingPairsSwapped, ConvDilationIgnoredInBackward, ConvGroupsInterleaved,
-               ConvKernelFlipped, ConvTransposeKernelNotFlipped, AvgPoolCeilDivisorCountsOverhang,
-               MaxPoolGradientToEveryMax, FlattenChannelsLast, BatchNormBiasedRunningVar,
-               BatchNormFastVariance, BatchNormMomentumFlipped, BatchNormEvalUsesBatchStatistics,
-               ResidualShortcutMissingInBackward]
+               ConvKernelFlipped, ConvTransposeKernelNotFlipped, Conv1dKernelFlipped,
+               AvgPoolCeilDivisorCountsOverhang, GlobalAvgPoolSquareMaps,
+               GlobalAvgPoolVjpUndivided, MaxPoolGradientToEveryMax, FlattenChannelsLast,
+               BatchNormBiasedRunningVar, BatchNormFastVariance, BatchNormMomentumFlipped,
+               BatchNormEvalUsesBatchStatistics, ResidualShortcutMissingInBackward]
 """The convolutional family's planted bugs."""

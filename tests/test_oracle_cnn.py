@@ -1,6 +1,6 @@
 """The oracle's CNNs certify themselves: the hand-chained backward of the residual block, LeNet
-and the ResNet agrees with float64 central finite differences (tests/test_oracle_gradients.py
-explains the check and its bound), and the training loop is the composition it claims."""
+and the ResNet agrees with float64 central finite differences (tests/fd.py explains
+the check and its bound), and the training loop is the composition it claims."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from properties.magnitudes import forward_terms
+from properties.specs import forward_terms
 from reference import batchnorm as B
 from reference import cnn
 from reference import residual as R
 from reference.losses import cross_entropy
 from reference.optimizers import make_optimizer
-from tests.test_oracle_gradients import GAP, assert_vjp_matches_fd, seeded
+from tests.fd import GAP, assert_vjp_matches_fd, seeded
 
 BN = {"momentum": 0.1, "eps": 1e-5, "momentum_convention": "torch", "unbiased_running_var": True}
 

@@ -6,7 +6,7 @@ Rounding bounds. A sum of K products computed in any order is off by at most K e
 (K - 1 additions and one rounding per product, each within eps / 2 of its term's scale): two
 such computations differ by at most 2 K eps sum |terms|. The magnitude sum |terms| of each
 output is the same operation on |x|, |w| (no cancellation there) or, in the naive loops, the
-accumulated |terms|. EPS is float64's machine epsilon (2^-52).
+accumulated |terms|. EPS is float64's machine epsilon (2^-52), from tests/fd.py.
 
 Shapes stay small (N <= 3, C and O <= 4, H and W <= 9): the naive loops are Python. The
 Hypothesis profile is the project's (--hypothesis-profile dev|ci|thorough).
@@ -22,16 +22,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reference import conv as C
-from tests.test_oracle_gradients import assert_vjp_matches_fd, seeded
+from tests.fd import EPS, TINY, assert_vjp_matches_fd, dot, raises_for, seeded, taps
 
-EPS = float(np.finfo(np.float64).eps)
-TINY = float(np.finfo(np.float64).tiny)
 PADDING_FORMS = ("int", "pair", "explicit", "valid", "same")
 NAN = float("nan")
-
-
-def _dot(a, b) -> float:
-    return float(np.sum(np.asarray(a) * np.asarray(b)))
 
 
 def _assert_close(actual, expected, magnitude, terms: int, what: str = "") -> None:
@@ -70,13 +64,11 @@ def naive_conv2d(x, w, b, stride, pads, dilation, groups):
                 for j in range(wo):
                     acc = 0.0 if b is None else b[oi]
                     m = abs(acc)
-                    for p in range(kh):
-                        for q in range(kw):
-                            r, s = i * sh + p * dh - top, j * sw + q * dw - left
-                            if 0 <= r < h and 0 <= s < wd:
-                                terms = w[oi, :, p, q] * x[ni, chans, r, s]
-                                acc += terms.sum()
-                                m += np.abs(terms).sum()
+                    for p, r in taps(i * sh - top, kh, dh, h):
+                        for q, s in taps(j * sw - left, kw, dw, wd):
+                            terms = w[oi, :, p, q] * x[ni, chans, r, s]
+                            acc += terms.sum()
+                            m += np.abs(terms).sum()
                     y[ni, oi, i, j], mag[ni, oi, i, j] = acc, m
     return y, mag
 
@@ -95,12 +87,10 @@ def naive_conv1d(x, w, b, stride, pads, dilation, groups):
             for i in range(lout):
                 acc = 0.0 if b is None else b[oi]
                 m = abs(acc)
-                for p in range(k):
-                    r = i * stride + p * dilation - lo
-                    if 0 <= r < length:
-                        terms = w[oi, :, p] * x[ni, chans, r]
-                        acc += terms.sum()
-                        m += np.abs(terms).sum()
+                for p, r in taps(i * stride - lo, k, dilation, length):
+                    terms = w[oi, :, p] * x[ni, chans, r]
+                    acc += terms.sum()
+                    m += np.abs(terms).sum()
                 y[ni, oi, i], mag[ni, oi, i] = acc, m
     return y, mag
 
@@ -124,13 +114,11 @@ def naive_conv_transpose2d(x, w, b, stride, padding, output_padding, groups, dil
             outs = slice((ci // cig) * cog, (ci // cig + 1) * cog)
             for i in range(h):
                 for j in range(wd):
-                    for p in range(kh):
-                        for q in range(kw):
-                            r, s = i * sh - ph + p * dh, j * sw - pw + q * dw
-                            if 0 <= r < ho and 0 <= s < wo:
-                                terms = x[ni, ci, i, j] * w[ci, :, p, q]
-                                y[ni, outs, r, s] += terms
-                                mag[ni, outs, r, s] += np.abs(terms)
+                    for p, r in taps(i * sh - ph, kh, dh, ho):
+                        for q, s in taps(j * sw - pw, kw, dw, wo):
+                            terms = x[ni, ci, i, j] * w[ci, :, p, q]
+                            y[ni, outs, r, s] += terms
+                            mag[ni, outs, r, s] += np.abs(terms)
     return y, mag
 
 
@@ -291,7 +279,7 @@ def test_conv_transpose2d_output_padding_at_stride_1(kernel, padding, cin, cout,
     c = rng.standard_normal(expected.shape)
     dx, dw, db = C.conv_transpose2d_vjp(x, w, b, c, **kw)
     tangents = [rng.standard_normal(a.shape) for a in (x, w, b)]
-    magnitude = _dot(np.abs(c), mag)
+    magnitude = dot(np.abs(c), mag)
     assert_vjp_matches_fd(lambda *p: C.conv_transpose2d(*p, **kw), [x, w, b], tangents, c,
                           [dx, dw, db], magnitude)
 
@@ -312,7 +300,7 @@ def _fd_check(f, vjp, data, x, w, b, out_shape, magnitude_fn):
         primals.append(b)
         grads.append(db)
     tangents = [seeded(data, p.shape, label=f"tangent{j}_seed") for j, p in enumerate(primals)]
-    magnitude = _dot(np.abs(c), magnitude_fn(np.abs(x), np.abs(w), _abs(b)))
+    magnitude = dot(np.abs(c), magnitude_fn(np.abs(x), np.abs(w), _abs(b)))
     assert_vjp_matches_fd(f, primals, tangents, c, grads, magnitude)
 
 
@@ -391,10 +379,10 @@ def test_conv_transpose2d_is_the_adjoint_of_conv2d(data):
                 * (case["w_shape"][2 + i] - 1) - 1) % nv["stride"][i] for i in range(2))
     xt = C.conv_transpose2d(y, w, None, kw["stride"], kw["padding"], op, kw["groups"], kw["dilation"])
     assert xt.shape == x.shape
-    lhs, rhs = _dot(C.conv2d(x, w, **kw), y), _dot(x, xt)
+    lhs, rhs = dot(C.conv2d(x, w, **kw), y), dot(x, xt)
     # M = <|conv2d|(|x|, |w|), |y|>; each side sums at most C/G kh kw + O/G kh kw products per
     # element and then N C H W (or N O Ho Wo) elements.
-    mag = _dot(C.conv2d(np.abs(x), np.abs(w), **kw), np.abs(y))
+    mag = dot(C.conv2d(np.abs(x), np.abs(w), **kw), np.abs(y))
     terms = (int(np.prod(case["w_shape"][1:])) + case["w_shape"][0] * int(np.prod(case["w_shape"][2:]))
              + max(x.size, y.size))
     assert abs(lhs - rhs) <= 2 * terms * EPS * mag + TINY, (lhs, rhs, mag)
@@ -529,11 +517,6 @@ def test_same_padding_matches_torch_at_stride_1(data):
 
 # --------------------------------------------------------------------------- bad input
 
-def _raises(arg: str):
-    """pytest.raises(ValueError) whose message starts with the argument's name."""
-    return pytest.raises(ValueError, match=rf"^{arg}(?!\w)")
-
-
 def _x(*shape):
     return np.ones(shape)
 
@@ -567,16 +550,16 @@ CONV2D_BAD = [
 def test_conv2d_rejects(kw, arg):
     kw = dict(kw)
     x, w = kw.pop("x"), kw.pop("w")
-    with _raises(arg):
+    with raises_for(arg):
         C.conv2d(x, w, **kw)
-    with _raises(arg):
+    with raises_for(arg):
         C.conv2d_vjp(x, w, kw.pop("b", None), _x(1, 2, 3, 3), **kw)
 
 
 def test_conv2d_vjp_rejects_a_wrong_cotangent():
-    with _raises("g"):
+    with raises_for("g"):
         C.conv2d_vjp(_x(1, 3, 5, 5), _x(2, 3, 3, 3), None, _x(1, 2, 3, 4))
-    with _raises("g"):
+    with raises_for("g"):
         C.conv2d_vjp(_x(1, 3, 5, 5), _x(2, 3, 3, 3), None, np.full((1, 2, 3, 3), NAN))
 
 
@@ -599,9 +582,9 @@ CONV1D_BAD = [
 def test_conv1d_rejects(kw, arg):
     kw = dict(kw)
     x, w = kw.pop("x"), kw.pop("w")
-    with _raises(arg):
+    with raises_for(arg):
         C.conv1d(x, w, **kw)
-    with _raises(arg):
+    with raises_for(arg):
         C.conv1d_vjp(x, w, None, _x(1, 2, 3), **kw)
 
 
@@ -626,12 +609,12 @@ CONV_T_BAD = [
 def test_conv_transpose2d_rejects(kw, arg):
     kw = dict(kw)
     x, w = kw.pop("x"), kw.pop("w")
-    with _raises(arg):
+    with raises_for(arg):
         C.conv_transpose2d(x, w, **kw)
-    with _raises(arg):
+    with raises_for(arg):
         C.conv_transpose2d_vjp(x, w, kw.pop("b", None), _x(1, 2, 6, 6), **kw)
 
 
 def test_conv_transpose2d_vjp_rejects_a_wrong_cotangent():
-    with _raises("g"):
+    with raises_for("g"):
         C.conv_transpose2d_vjp(_x(1, 3, 4, 4), _x(3, 2, 3, 3), None, _x(1, 2, 6, 5))
