@@ -40,7 +40,8 @@ def test_elementwise_loss_vjp_matches_fd(data, loss, reduction):
         elif loss == "huber_loss":
             kw["delta"] = data.draw(finite(0.1, 3.0), label="delta")
             kinks = (-kw["delta"], kw["delta"])
-        diff = away_from(data.draw(arrays(shape, -6, 6), label="pred - target"), kinks)
+        # twice the gap: target + diff rounds, and a diff of exactly GAP would end up below it
+        diff = away_from(data.draw(arrays(shape, -6, 6), label="pred - target"), kinks, 2 * GAP)
         pred = target + diff
         assert np.all([np.abs(np.abs(pred - target) - abs(k)) >= GAP for k in kinks])
     t = data.draw(unit(shape), label="tangent")
