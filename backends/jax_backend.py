@@ -145,18 +145,22 @@ class JaxBackend(Backend):
     conventions: dict[str, dict[str, Any]] = {
         # jax.nn.softplus is the exact log(1 + e^x): no threshold, and no beta argument.
         "softplus": {"threshold": None, "beta": 1.0},
-        # optax's losses take no class weights (the properties would otherwise draw them).
-        "cross_entropy": {"weight": None},
+        # optax's losses take no class weights (the properties would otherwise draw them);
+        # without weights both class_weighting conventions agree.
+        "cross_entropy": {"weight": None, "class_weighting": "per_class"},
         "nll_loss": {"weight": None},
-        # optax.sgd (trace) has no dampening; its buffer starts at the raw gradient.
-        "sgd": {"dampening": 0.0, "dampen_first_step": False},
-        # optax.amsgrad keeps the running max of the bias-corrected v_hat.
-        "adam": {"amsgrad": (None, "optax")},
-        "adamw": {"amsgrad": (None, "optax")},
+        # optax.sgd (trace) has no dampening; its buffer starts at the raw gradient. Weight
+        # decay is L2 (add_decayed_weights before the optimizer), as users chain it.
+        "sgd": {"dampening": 0.0, "dampen_first_step": False, "weight_decay_mode": "l2"},
+        # optax.amsgrad keeps the running max of the bias-corrected v_hat; eps is added to
+        # sqrt(v_hat).
+        "adam": {"amsgrad": (None, "optax"), "eps_placement": "corrected",
+                 "weight_decay_mode": "l2"},
+        "adamw": {"amsgrad": (None, "optax"), "eps_placement": "corrected"},
         # optax.rmsprop: eps_in_sqrt is an argument (default True); centred and momentum agree.
-        "rmsprop": {"eps_in_sqrt": (False, True)},
+        "rmsprop": {"eps_in_sqrt": (False, True), "weight_decay_mode": "l2"},
         # optax.adagrad (scale_by_rss): rsqrt(s + eps); no learning-rate decay.
-        "adagrad": {"eps_in_sqrt": True, "lr_decay": 0.0},
+        "adagrad": {"eps_in_sqrt": True, "lr_decay": 0.0, "weight_decay_mode": "l2"},
         # flax's pools (lax.reduce_window) have no ceil_mode. The VJP of reduce_window max
         # (select_and_scatter_add) sends a window's gradient to its first maximum, and JAX
         # has no VJP of a max reduce_window with window_dilation (NotImplementedError), so
@@ -308,10 +312,11 @@ class JaxBackend(Backend):
         return _reduce(optax.sigmoid_binary_cross_entropy(logits, target), reduction)
 
     def cross_entropy(self, logits: jax.Array, labels: jax.Array, reduction: str = "mean",
-                      label_smoothing: float = 0.0, weight: jax.Array | None = None
-                      ) -> jax.Array:
+                      label_smoothing: float = 0.0, weight: jax.Array | None = None,
+                      class_weighting: str = "per_class") -> jax.Array:
         """optax.softmax_cross_entropy_with_integer_labels, or with label smoothing
-        optax.softmax_cross_entropy on optax.smooth_labels(one_hot); no class weights."""
+        optax.softmax_cross_entropy on optax.smooth_labels(one_hot); no class weights, so
+        either class_weighting gives the same loss."""
         _no_class_weights("cross_entropy", weight)
         if label_smoothing == 0.0:
             per_example = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
@@ -535,7 +540,15 @@ def _with_l2(weight_decay: float, tx: optax.GradientTransformation) -> optax.Gra
     return optax.chain(optax.add_decayed_weights(weight_decay), tx)
 
 
-def _sgd(lr, momentum, dampening, nesterov, weight_decay, dampen_first_step):
+def _l2_only(what: str, weight_decay: float, weight_decay_mode: str) -> None:
+    # with no decay both modes are the same optimizer
+    if weight_decay_mode != "l2" and weight_decay:
+        raise Unsupported(f"this adapter chains optax.add_decayed_weights before {what} "
+                          f"(weight_decay_mode='l2'), not {weight_decay_mode!r}")
+
+
+def _sgd(lr, momentum, dampening, nesterov, weight_decay, dampen_first_step, weight_decay_mode):
+    _l2_only("optax.sgd", weight_decay, weight_decay_mode)
     if dampening != 0.0:
         raise Unsupported(f"optax.sgd has no dampening (got dampening={dampening})")
     # With dampening 0 both dampen_first_step conventions give b_1 = g, as optax's trace does.
@@ -543,7 +556,10 @@ def _sgd(lr, momentum, dampening, nesterov, weight_decay, dampen_first_step):
     return _with_l2(weight_decay, optax.sgd(lr, momentum=momentum or None, nesterov=nesterov))
 
 
-def _adam_core(lr, b1, b2, eps, eps_root, amsgrad):
+def _adam_core(lr, b1, b2, eps, eps_root, amsgrad, eps_placement="corrected"):
+    if eps_placement != "corrected" and eps:
+        raise Unsupported(f"optax.adam adds eps to sqrt(v_hat) (eps_placement='corrected'), "
+                          f"not {eps_placement!r}")
     if amsgrad is None:
         return optax.adam(lr, b1=b1, b2=b2, eps=eps, eps_root=eps_root)
     if amsgrad == "optax":
@@ -552,11 +568,11 @@ def _adam_core(lr, b1, b2, eps, eps_root, amsgrad):
                       "running max of the bias-corrected v_hat: amsgrad='optax')")
 
 
-def _adamw(lr, b1, b2, eps, eps_root, weight_decay, amsgrad):
+def _adamw(lr, b1, b2, eps, eps_root, weight_decay, amsgrad, eps_placement):
+    _adam_core(lr, b1, b2, eps, eps_root, amsgrad, eps_placement)  # Unsupported values raise
     if amsgrad is None:
         return optax.adamw(lr, b1=b1, b2=b2, eps=eps, eps_root=eps_root,
                            weight_decay=weight_decay)
-    _adam_core(lr, b1, b2, eps, eps_root, amsgrad)  # raises Unsupported for other variants
     # optax has no adamw(amsgrad=...): the chain optax.adamw is made of, with
     # scale_by_amsgrad in place of scale_by_adam.
     return optax.chain(optax.scale_by_amsgrad(b1=b1, b2=b2, eps=eps, eps_root=eps_root),
@@ -564,13 +580,15 @@ def _adamw(lr, b1, b2, eps, eps_root, weight_decay, amsgrad):
                        optax.scale_by_learning_rate(lr))
 
 
-def _adam(lr, b1, b2, eps, eps_root, weight_decay, amsgrad, decoupled_weight_decay):
-    if decoupled_weight_decay:
-        return _adamw(lr, b1, b2, eps, eps_root, weight_decay, amsgrad)
-    return _with_l2(weight_decay, _adam_core(lr, b1, b2, eps, eps_root, amsgrad))
+def _adam(lr, b1, b2, eps, eps_root, weight_decay, amsgrad, eps_placement, weight_decay_mode):
+    if weight_decay_mode == "decoupled":  # optax.adamw's form
+        return _adamw(lr, b1, b2, eps, eps_root, weight_decay, amsgrad, eps_placement)
+    return _with_l2(weight_decay, _adam_core(lr, b1, b2, eps, eps_root, amsgrad, eps_placement))
 
 
-def _rmsprop(lr, alpha, eps, weight_decay, momentum, centered, eps_in_sqrt, initial_scale):
+def _rmsprop(lr, alpha, eps, weight_decay, momentum, centered, eps_in_sqrt, initial_scale,
+             weight_decay_mode):
+    _l2_only("optax.rmsprop", weight_decay, weight_decay_mode)
     # optax scales by -lr before its momentum trace: t <- mu t - lr g / d, which is -lr times
     # the oracle's (PyTorch's) b <- mu b + g / d for a constant lr.
     return _with_l2(weight_decay, optax.rmsprop(
@@ -578,7 +596,9 @@ def _rmsprop(lr, alpha, eps, weight_decay, momentum, centered, eps_in_sqrt, init
         centered=centered, momentum=momentum or None))
 
 
-def _adagrad(lr, eps, initial_accumulator_value, lr_decay, weight_decay, eps_in_sqrt):
+def _adagrad(lr, eps, initial_accumulator_value, lr_decay, weight_decay, eps_in_sqrt,
+             weight_decay_mode):
+    _l2_only("optax.adagrad", weight_decay, weight_decay_mode)
     if not eps_in_sqrt:
         raise Unsupported("optax.adagrad puts eps inside the square root (eps_in_sqrt=True)")
     if lr_decay != 0.0:

@@ -36,15 +36,20 @@ class TorchBackend(Backend):
     conventions: dict[str, dict[str, Any]] = {
         # F.softplus returns x itself where beta x > threshold (default 20); no exact form.
         "softplus": {"threshold": 20.0},
+        # F.cross_entropy weights each class inside the smoothed sum; 'mean' divides by
+        # sum_i w[y_i].
+        "cross_entropy": {"class_weighting": "per_class"},
         # torch.optim.SGD starts the momentum buffer at the raw gradient (no dampening).
-        "sgd": {"dampen_first_step": False},
+        # weight_decay in SGD, Adam, RMSprop and Adagrad is L2 added to the gradient.
+        "sgd": {"dampen_first_step": False, "weight_decay_mode": "l2"},
         # torch AMSGrad keeps the running max of the raw v and divides by 1 - b2^t;
-        # no eps inside the square root.
-        "adam": {"amsgrad": (None, "torch"), "eps_root": 0.0},
-        "adamw": {"amsgrad": (None, "torch"), "eps_root": 0.0},
+        # no eps inside the square root; eps is added to sqrt(v_hat).
+        "adam": {"amsgrad": (None, "torch"), "eps_root": 0.0, "eps_placement": "corrected",
+                 "weight_decay_mode": "l2"},
+        "adamw": {"amsgrad": (None, "torch"), "eps_root": 0.0, "eps_placement": "corrected"},
         # torch puts eps outside the square root; the square average starts at 0.
-        "rmsprop": {"eps_in_sqrt": False, "initial_scale": 0.0},
-        "adagrad": {"eps_in_sqrt": False},
+        "rmsprop": {"eps_in_sqrt": False, "initial_scale": 0.0, "weight_decay_mode": "l2"},
+        "adagrad": {"eps_in_sqrt": False, "weight_decay_mode": "l2"},
         # The max-pool backward sends a window's whole gradient to its first maximum in
         # row-major order (every dtype, CPU).
         "max_pool2d": {"ties": "first"},
@@ -206,10 +211,14 @@ class TorchBackend(Backend):
         return F.binary_cross_entropy_with_logits(logits, target, reduction=reduction)
 
     def cross_entropy(self, logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean",
-                      label_smoothing: float = 0.0, weight: torch.Tensor | None = None
-                      ) -> torch.Tensor:
+                      label_smoothing: float = 0.0, weight: torch.Tensor | None = None,
+                      class_weighting: str = "per_class") -> torch.Tensor:
         """F.cross_entropy with class weights and label smoothing ('mean' divides by
-        sum_i w[y_i], as the oracle does)."""
+        sum_i w[y_i], as the oracle does). Its class weights are per class
+        (class_weighting='per_class'); without weights both conventions agree."""
+        if class_weighting != "per_class" and weight is not None:
+            raise Unsupported(f"F.cross_entropy weights each class inside the smoothed sum "
+                              f"(class_weighting='per_class'), not {class_weighting!r}")
         return F.cross_entropy(logits, labels, weight=weight, reduction=reduction,
                                label_smoothing=label_smoothing)
 
@@ -380,7 +389,15 @@ def _pool_args(what: str, kernel_size: Any, stride: Any, padding: Any
 
 
 # -- torch.optim under the oracle's hyperparameter names -------------------------------------
-def _sgd(lr, momentum, dampening, nesterov, weight_decay, dampen_first_step):
+def _l2_only(what: str, weight_decay: float, weight_decay_mode: str) -> None:
+    # with no decay both modes are the same optimizer
+    if weight_decay_mode != "l2" and weight_decay:
+        raise Unsupported(f"{what} adds weight_decay to the gradient (weight_decay_mode='l2'), "
+                          f"not {weight_decay_mode!r}")
+
+
+def _sgd(lr, momentum, dampening, nesterov, weight_decay, dampen_first_step, weight_decay_mode):
+    _l2_only("torch.optim.SGD", weight_decay, weight_decay_mode)
     # With momentum 0 or dampening 0 both conventions give b_1 = g, as torch does.
     if dampen_first_step and momentum and dampening:
         raise Unsupported("torch.optim.SGD starts the momentum buffer at the raw gradient "
@@ -396,21 +413,26 @@ def _amsgrad(amsgrad) -> bool:
     return amsgrad == "torch"
 
 
-def _adam(lr, b1, b2, eps, eps_root, weight_decay, amsgrad, decoupled_weight_decay=False):
+def _adam(lr, b1, b2, eps, eps_root, weight_decay, amsgrad, eps_placement, weight_decay_mode):
     if eps_root != 0.0:
         raise Unsupported(f"torch.optim.Adam has no eps inside the square root "
                           f"(eps_root must be 0, got {eps_root})")
+    if eps_placement != "corrected" and eps:
+        raise Unsupported(f"torch.optim.Adam adds eps to sqrt(v_hat) "
+                          f"(eps_placement='corrected'), not {eps_placement!r}")
     kwargs = {"lr": lr, "betas": (b1, b2), "eps": eps, "weight_decay": weight_decay,
               "amsgrad": _amsgrad(amsgrad)}
     # torch.optim.Adam's weight_decay is L2 added to the gradient; AdamW's is decoupled.
-    return (torch.optim.AdamW if decoupled_weight_decay else torch.optim.Adam), kwargs
+    return (torch.optim.AdamW if weight_decay_mode == "decoupled" else torch.optim.Adam), kwargs
 
 
-def _adamw(lr, b1, b2, eps, eps_root, weight_decay, amsgrad):
-    return _adam(lr, b1, b2, eps, eps_root, weight_decay, amsgrad, decoupled_weight_decay=True)
+def _adamw(lr, b1, b2, eps, eps_root, weight_decay, amsgrad, eps_placement):
+    return _adam(lr, b1, b2, eps, eps_root, weight_decay, amsgrad, eps_placement, "decoupled")
 
 
-def _rmsprop(lr, alpha, eps, weight_decay, momentum, centered, eps_in_sqrt, initial_scale):
+def _rmsprop(lr, alpha, eps, weight_decay, momentum, centered, eps_in_sqrt, initial_scale,
+             weight_decay_mode):
+    _l2_only("torch.optim.RMSprop", weight_decay, weight_decay_mode)
     if eps_in_sqrt:
         raise Unsupported("torch.optim.RMSprop adds eps outside the square root "
                           "(eps_in_sqrt=False)")
@@ -422,7 +444,9 @@ def _rmsprop(lr, alpha, eps, weight_decay, momentum, centered, eps_in_sqrt, init
                                  "centered": centered}
 
 
-def _adagrad(lr, eps, initial_accumulator_value, lr_decay, weight_decay, eps_in_sqrt):
+def _adagrad(lr, eps, initial_accumulator_value, lr_decay, weight_decay, eps_in_sqrt,
+             weight_decay_mode):
+    _l2_only("torch.optim.Adagrad", weight_decay, weight_decay_mode)
     if eps_in_sqrt:
         raise Unsupported("torch.optim.Adagrad adds eps outside the square root "
                           "(eps_in_sqrt=False)")

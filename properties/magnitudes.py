@@ -23,6 +23,10 @@ def _class_weights(kwargs, n, k):
     w = np.ones(k) if w is None else np.asarray(w)
     labels = np.asarray(kwargs["labels"])
     e = kwargs.get("label_smoothing", 0.0)
+    if kwargs.get("class_weighting", "per_class") == "per_example":  # Keras: w[y_i] loss_i / N
+        q = np.full((n, k), e / k)
+        q[np.arange(n), labels] += 1 - e
+        return q * w[labels][:, None], float(n)
     q = np.tile((e / k) * w, (n, 1))
     q[np.arange(n), labels] += (1 - e) * w[labels]
     return q, w[labels].sum()

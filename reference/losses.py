@@ -3,6 +3,11 @@
 Reductions: 'mean' (over every element, or the class-weighted mean for cross-entropy and NLL,
 as PyTorch divides by sum_i w[y_i]), 'sum', 'none' (per element, or per example for the
 class losses). ``g`` has the shape of the reduced loss.
+
+cross_entropy ``class_weighting`` (where frameworks differ): 'per_class' (PyTorch) weights each
+class inside the label-smoothed sum and 'mean' divides by sum_i w[y_i]; 'per_example' (Keras
+``class_weight``, turned into the sample weight w[y_i]) multiplies example i's whole smoothed
+loss by w[y_i] and 'mean' divides by N (Keras' default reduction, 'sum_over_batch_size').
 """
 
 from __future__ import annotations
@@ -115,9 +120,22 @@ def _class_inputs(scores_name, scores, labels, weight):
     return s, y, w
 
 
-def _class_targets(n, k, y, w, label_smoothing):
-    """Per-row target weights q (N, K): (1 - e) w[y] onehot + (e / K) w, and sum_i w[y_i]."""
+#: cross_entropy's class_weighting values (see the module doc); the first is the default.
+CLASS_WEIGHTINGS = ("per_class", "per_example")
+
+
+def _class_targets(n, k, y, w, label_smoothing, class_weighting="per_class"):
+    """Per-row target weights q (N, K) and the 'mean' divisor: 'per_class'
+    (1 - e) w[y] onehot + (e / K) w and sum_i w[y_i]; 'per_example' w[y_i] ((1 - e) onehot +
+    e / K) and N."""
     e = in_unit_interval("label_smoothing", label_smoothing, closed_right=True)
+    if class_weighting not in CLASS_WEIGHTINGS:
+        raise ValueError(f"class_weighting: expected one of {CLASS_WEIGHTINGS}, "
+                         f"got {class_weighting!r}")
+    if class_weighting == "per_example":
+        q = np.full((n, k), e / k)
+        q[np.arange(n), y] += 1.0 - e
+        return q * w[y][:, None], float(n)
     q = np.zeros((n, k))
     q[np.arange(n), y] = (1.0 - e) * w[y]
     q += (e / k) * w
@@ -145,20 +163,22 @@ def _class_unreduce(g, n: int, denom: float, red: str) -> np.ndarray:
 
 
 def cross_entropy(logits: np.ndarray, labels: np.ndarray, reduction: str = "mean",
-                  label_smoothing: float = 0.0, weight: np.ndarray | None = None) -> np.ndarray:
+                  label_smoothing: float = 0.0, weight: np.ndarray | None = None,
+                  class_weighting: str = "per_class") -> np.ndarray:
     """logits (N, K), integer labels (N,). loss_i = -sum_k q_ik log_softmax(x_i)_k with
     q_i = (1 - e) w[y_i] onehot(y_i) + (e / K) w (the true class shares e / K);
-    'mean' divides by sum_i w[y_i] (PyTorch)."""
+    'mean' divides by sum_i w[y_i] (PyTorch). class_weighting='per_example' (Keras):
+    q_i = w[y_i] ((1 - e) onehot(y_i) + e / K), 'mean' divides by N."""
     x, y, w = _class_inputs("logits", logits, labels, weight)
-    q, denom = _class_targets(*x.shape, y, w, label_smoothing)
+    q, denom = _class_targets(*x.shape, y, w, label_smoothing, class_weighting)
     return _class_reduce(-(q * log_softmax(x, axis=1)).sum(axis=1), denom, reduction)
 
 
 def cross_entropy_vjp(logits, labels, g, reduction: str = "mean", label_smoothing: float = 0.0,
-                      weight=None):
+                      weight=None, class_weighting: str = "per_class"):
     """d loss_i / d x_i = (sum_k q_ik) softmax(x_i) - q_i."""
     x, y, w = _class_inputs("logits", logits, labels, weight)
-    q, denom = _class_targets(*x.shape, y, w, label_smoothing)
+    q, denom = _class_targets(*x.shape, y, w, label_smoothing, class_weighting)
     gi = _class_unreduce(g, x.shape[0], denom, reduction)
     return ((q.sum(axis=1, keepdims=True) * softmax(x, axis=1) - q) * gi[:, None],)
 

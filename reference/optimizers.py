@@ -9,8 +9,19 @@ conventions where frameworks differ are explicit arguments:
   gradient); True starts the buffer at zero, so dampening applies on step 1 too.
 - adam ``amsgrad``: None, 'torch' (running max of the raw v, divided by 1 - b2^t) or 'optax'
   (running max of the bias-corrected v_hat). ``eps_root`` sits inside the square root (optax).
+- adam / adamw ``eps_placement``: 'corrected' is PyTorch and optax, eps added to the root of
+  the bias-corrected v: m_hat / (sqrt(v_hat) + eps); 'raw' is Keras, eps added to the root of
+  the raw v: sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps), the same as 'corrected' with
+  eps / sqrt(1 - b2^t) for eps.
 - rmsprop / adagrad ``eps_in_sqrt``: False is PyTorch (sqrt(v) + eps), True is optax
   (sqrt(v + eps)); ``initial_accumulator_value`` / ``initial_scale``: optax adagrad uses 0.1.
+- sgd / adam / rmsprop / adagrad ``weight_decay_mode``: 'l2' is PyTorch and optax
+  (add_decayed_weights first): g <- g + wd p before the update; 'decoupled' is Keras
+  (``weight_decay`` of every keras.optimizers optimizer): p <- p - lr wd p, then the update
+  from the raw g. AdamW is always decoupled (it has no weight_decay_mode).
+
+``hyperparameters(name, **hyper)`` lists the public hyperparameters of an optimizer, the
+ones adapters receive: exactly the parameters of its function here.
 """
 
 from __future__ import annotations
@@ -25,6 +36,10 @@ from reference._validate import as_float, in_unit_interval, positive
 
 Params = list[np.ndarray]
 
+#: the values of the conventions (see the module doc); the first is the default.
+EPS_PLACEMENTS = ("corrected", "raw")
+WEIGHT_DECAY_MODES = ("l2", "decoupled")
+
 
 class Optimizer(NamedTuple):
     init: Callable[[Params], Any]
@@ -33,6 +48,17 @@ class Optimizer(NamedTuple):
 
 def _arrays(name: str, xs) -> Params:
     return [as_float(f"{name}[{i}]", x) for i, x in enumerate(xs)]
+
+
+def _one_of(name: str, value, allowed: tuple) -> str:
+    if value not in allowed:
+        raise ValueError(f"{name}: expected one of {allowed}, got {value!r}")
+    return value
+
+
+def _decayed(p: np.ndarray, lr: float, weight_decay: float) -> np.ndarray:
+    """Decoupled weight decay: p - lr wd p = p (1 - lr wd)."""
+    return p * (1 - lr * weight_decay) if weight_decay else p
 
 
 def _check(grads, params) -> tuple[Params, Params]:
@@ -46,10 +72,12 @@ def _check(grads, params) -> tuple[Params, Params]:
 
 
 def sgd(lr: float, momentum: float = 0.0, dampening: float = 0.0, nesterov: bool = False,
-        weight_decay: float = 0.0, dampen_first_step: bool = False) -> Optimizer:
-    """g <- g + wd p; b <- mu b + (1 - d) g (b_1 = g unless dampen_first_step);
-    step = g + mu b if nesterov else b; p <- p - lr step."""
+        weight_decay: float = 0.0, dampen_first_step: bool = False,
+        weight_decay_mode: str = "l2") -> Optimizer:
+    """g <- g + wd p ('l2'); b <- mu b + (1 - d) g (b_1 = g unless dampen_first_step);
+    step = g + mu b if nesterov else b; p <- p - lr step ('decoupled': p (1 - lr wd) - lr step)."""
     lr = positive("lr", lr)
+    decoupled = _one_of("weight_decay_mode", weight_decay_mode, WEIGHT_DECAY_MODES) == "decoupled"
     momentum = in_unit_interval("momentum", momentum, closed_right=True)
     dampening = in_unit_interval("dampening", dampening, closed_right=True)
     weight_decay = positive("weight_decay", weight_decay, allow_zero=True)
@@ -64,7 +92,10 @@ def sgd(lr: float, momentum: float = 0.0, dampening: float = 0.0, nesterov: bool
         t = state["t"] + 1
         new_p, new_buf = [], []
         for gi, pi, bi in zip(g, p, state["buf"], strict=True):
-            gi = gi + weight_decay * pi
+            if decoupled:
+                pi = _decayed(pi, lr, weight_decay)
+            else:
+                gi = gi + weight_decay * pi
             if momentum:
                 bi = gi if (t == 1 and not dampen_first_step) else momentum * bi + (1 - dampening) * gi
                 gi = gi + momentum * bi if nesterov else bi
@@ -76,11 +107,12 @@ def sgd(lr: float, momentum: float = 0.0, dampening: float = 0.0, nesterov: bool
 
 
 def adam(lr: float, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_root: float = 0.0,
-         weight_decay: float = 0.0, amsgrad: str | None = None,
-         decoupled_weight_decay: bool = False) -> Optimizer:
+         weight_decay: float = 0.0, amsgrad: str | None = None, eps_placement: str = "corrected",
+         weight_decay_mode: str = "l2") -> Optimizer:
     """m <- b1 m + (1 - b1) g; v <- b2 v + (1 - b2) g^2; m_hat = m / (1 - b1^t);
     v_hat = v / (1 - b2^t) (AMSGrad: see module doc); p <- p - lr m_hat / (sqrt(v_hat + eps_root)
-    + eps). weight_decay is L2 added to g, or with decoupled_weight_decay p <- p (1 - lr wd)."""
+    + e), e = eps ('corrected') or eps / sqrt(1 - b2^t) ('raw', Keras). weight_decay is L2 added
+    to g ('l2'), or p <- p (1 - lr wd) before the step ('decoupled', AdamW)."""
     lr = positive("lr", lr)
     b1 = in_unit_interval("b1", b1)
     b2 = in_unit_interval("b2", b2)
@@ -89,6 +121,8 @@ def adam(lr: float, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_r
     weight_decay = positive("weight_decay", weight_decay, allow_zero=True)
     if amsgrad not in (None, "torch", "optax"):
         raise ValueError(f"amsgrad: expected None, 'torch' or 'optax', got {amsgrad!r}")
+    raw = _one_of("eps_placement", eps_placement, EPS_PLACEMENTS) == "raw"
+    decoupled = _one_of("weight_decay_mode", weight_decay_mode, WEIGHT_DECAY_MODES) == "decoupled"
 
     def init(params):
         z = [np.zeros_like(p) for p in _arrays("params", params)]
@@ -98,10 +132,11 @@ def adam(lr: float, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_r
         g, p = _check(grads, params)
         t = state["t"] + 1
         c1, c2 = 1 - b1**t, 1 - b2**t
+        e = eps / np.sqrt(c2) if raw else eps
         out = {"t": t, "m": [], "v": [], "vmax": []}
         new_p = []
         for gi, pi, mi, vi, vmi in zip(g, p, state["m"], state["v"], state["vmax"], strict=True):
-            if weight_decay and not decoupled_weight_decay:
+            if weight_decay and not decoupled:
                 gi = gi + weight_decay * pi
             mi = b1 * mi + (1 - b1) * gi
             vi = b2 * vi + (1 - b2) * gi * gi
@@ -113,9 +148,9 @@ def adam(lr: float, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_r
                 v_hat = vmi
             else:
                 v_hat = vi / c2
-            step = (mi / c1) / (np.sqrt(v_hat + eps_root) + eps)
-            if decoupled_weight_decay:
-                pi = pi * (1 - lr * weight_decay)
+            step = (mi / c1) / (np.sqrt(v_hat + eps_root) + e)
+            if decoupled:
+                pi = _decayed(pi, lr, weight_decay)
             new_p.append(pi - lr * step)
             out["m"].append(mi)
             out["v"].append(vi)
@@ -126,23 +161,27 @@ def adam(lr: float, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_r
 
 
 def adamw(lr: float, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_root: float = 0.0,
-          weight_decay: float = 1e-2, amsgrad: str | None = None) -> Optimizer:
+          weight_decay: float = 1e-2, amsgrad: str | None = None,
+          eps_placement: str = "corrected") -> Optimizer:
     """Adam with decoupled decay: p <- p (1 - lr wd) - lr m_hat / (sqrt(v_hat) + eps)."""
-    return adam(lr, b1, b2, eps, eps_root, weight_decay, amsgrad, decoupled_weight_decay=True)
+    return adam(lr, b1, b2, eps, eps_root, weight_decay, amsgrad, eps_placement,
+                weight_decay_mode="decoupled")
 
 
 def rmsprop(lr: float, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
             momentum: float = 0.0, centered: bool = False, eps_in_sqrt: bool = False,
-            initial_scale: float = 0.0) -> Optimizer:
-    """v <- alpha v + (1 - alpha) g^2 (v_0 = initial_scale); centred: a <- alpha a +
-    (1 - alpha) g, v' = v - a^2; d = sqrt(v') + eps (or sqrt(v' + eps)); with momentum
-    b <- mu b + g / d, p <- p - lr b; else p <- p - lr g / d."""
+            initial_scale: float = 0.0, weight_decay_mode: str = "l2") -> Optimizer:
+    """g <- g + wd p ('l2'); v <- alpha v + (1 - alpha) g^2 (v_0 = initial_scale); centred:
+    a <- alpha a + (1 - alpha) g, v' = v - a^2; d = sqrt(v') + eps (or sqrt(v' + eps)); with
+    momentum b <- mu b + g / d, p <- p - lr b; else p <- p - lr g / d ('decoupled': p (1 - lr wd)
+    in place of p)."""
     lr = positive("lr", lr)
     alpha = in_unit_interval("alpha", alpha)
     eps = positive("eps", eps, allow_zero=True)
     weight_decay = positive("weight_decay", weight_decay, allow_zero=True)
     momentum = in_unit_interval("momentum", momentum)
     initial_scale = positive("initial_scale", initial_scale, allow_zero=True)
+    decoupled = _one_of("weight_decay_mode", weight_decay_mode, WEIGHT_DECAY_MODES) == "decoupled"
 
     def init(params):
         ps = _arrays("params", params)
@@ -154,7 +193,10 @@ def rmsprop(lr: float, alpha: float = 0.99, eps: float = 1e-8, weight_decay: flo
         out = {"t": state["t"] + 1, "v": [], "avg": [], "buf": []}
         new_p = []
         for gi, pi, vi, ai, bi in zip(g, p, state["v"], state["avg"], state["buf"], strict=True):
-            gi = gi + weight_decay * pi
+            if decoupled:
+                pi = _decayed(pi, lr, weight_decay)
+            else:
+                gi = gi + weight_decay * pi
             vi = alpha * vi + (1 - alpha) * gi * gi
             var = vi
             if centered:
@@ -176,15 +218,17 @@ def rmsprop(lr: float, alpha: float = 0.99, eps: float = 1e-8, weight_decay: flo
 
 def adagrad(lr: float, eps: float = 1e-10, initial_accumulator_value: float = 0.0,
             lr_decay: float = 0.0, weight_decay: float = 0.0,
-            eps_in_sqrt: bool = False) -> Optimizer:
-    """s <- s + g^2 (s_0 = initial_accumulator_value); p <- p - lr_t g / (sqrt(s) + eps)
-    (or sqrt(s + eps)), lr_t = lr / (1 + (t - 1) lr_decay)."""
+            eps_in_sqrt: bool = False, weight_decay_mode: str = "l2") -> Optimizer:
+    """g <- g + wd p ('l2'); s <- s + g^2 (s_0 = initial_accumulator_value);
+    p <- p - lr_t g / (sqrt(s) + eps) (or sqrt(s + eps)), lr_t = lr / (1 + (t - 1) lr_decay)
+    ('decoupled': p (1 - lr_t wd) in place of p)."""
     lr = positive("lr", lr)
     eps = positive("eps", eps, allow_zero=True)
     initial_accumulator_value = positive("initial_accumulator_value", initial_accumulator_value,
                                          allow_zero=True)
     lr_decay = positive("lr_decay", lr_decay, allow_zero=True)
     weight_decay = positive("weight_decay", weight_decay, allow_zero=True)
+    decoupled = _one_of("weight_decay_mode", weight_decay_mode, WEIGHT_DECAY_MODES) == "decoupled"
 
     def init(params):
         return {"t": 0, "s": [np.full_like(p, initial_accumulator_value)
@@ -196,7 +240,10 @@ def adagrad(lr: float, eps: float = 1e-10, initial_accumulator_value: float = 0.
         clr = lr / (1 + (t - 1) * lr_decay)
         new_p, new_s = [], []
         for gi, pi, si in zip(g, p, state["s"], strict=True):
-            gi = gi + weight_decay * pi
+            if decoupled:
+                pi = _decayed(pi, clr, weight_decay)
+            else:
+                gi = gi + weight_decay * pi
             si = si + gi * gi
             d = np.sqrt(si + eps) if eps_in_sqrt else np.sqrt(si) + eps
             new_p.append(pi - clr * gi / d)
@@ -212,8 +259,9 @@ OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
 
 
 def hyperparameters(name: str, **hyper) -> dict:
-    """Every hyperparameter of optimizer ``name``: ``hyper`` completed with the oracle's
-    defaults (adapters map these to their framework's names)."""
+    """Every public hyperparameter of optimizer ``name``: ``hyper`` completed with the oracle's
+    defaults. These, and only these (the parameters of OPTIMIZERS[name]), are what adapters
+    receive and map to their framework's names."""
     if name not in OPTIMIZERS:
         raise ValueError(f"name: expected one of {sorted(OPTIMIZERS)}, got {name!r}")
     try:
