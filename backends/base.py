@@ -11,7 +11,8 @@ convention it claims, and reports can say which one that is.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import operator
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Integral
 from typing import Any
@@ -67,13 +68,28 @@ class BackendUnavailable(Exception):
     """The backend cannot be constructed here (framework not installed, no such device)."""
 
 
+#: one condition of a known divergence's scope: (argument, operator, value), e.g.
+#: ("eps", ">=", 1e-3); operators as in SCOPE_OPERATORS.
+Condition = tuple[str, str, Any]
+SCOPE_OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
+    "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
+    ">": operator.gt, ">=": operator.ge, "in": lambda a, b: a in b,
+    "not in": lambda a, b: a not in b,
+}
+
+
 @dataclass(frozen=True)
 class KnownDivergence:
     """A real, documented difference between a backend and the oracle.
 
     Matches property tests whose function name is ``test`` and whose component is
-    ``component``; ``dtypes`` narrows it (None: every dtype). The suite marks matching tests
-    as expected failures and reports them by name, and reports one that starts passing.
+    ``component``; ``dtypes`` narrows it (None: every dtype). Unscoped, the suite marks
+    matching tests as expected failures and reports them by name, and reports one that
+    starts passing. ``scope`` narrows it to the examples whose arguments (a component's
+    keyword arguments, an optimizer's hyperparameters) satisfy every condition (argument,
+    operator, value), or a predicate over those arguments; ``scope_text`` describes a
+    predicate in reports. A scoped divergence is judged per example: an example in its scope
+    that fails is counted as the divergence observed, the others are checked as usual.
     """
 
     test: str
@@ -81,10 +97,55 @@ class KnownDivergence:
     reason: str
     upstream: str | None = None
     dtypes: tuple[str, ...] | None = None
+    scope: tuple[Condition, ...] | Callable[[Mapping[str, Any]], bool] | None = None
+    scope_text: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.dtypes is not None and not isinstance(self.dtypes, tuple):
+            object.__setattr__(self, "dtypes", tuple(self.dtypes))
+        if self.scope is None or callable(self.scope):
+            return
+        conditions = tuple(tuple(c) for c in self.scope)  # lists too (from TOML)
+        for c in conditions:
+            if len(c) != 3 or not isinstance(c[0], str) or c[1] not in SCOPE_OPERATORS:
+                raise ValueError(f"scope: expected (argument, operator, value) conditions with "
+                                 f"an operator in {sorted(SCOPE_OPERATORS)}, got {c!r}")
+        object.__setattr__(self, "scope", tuple(
+            (a, op, tuple(v) if isinstance(v, list) else v) for a, op, v in conditions))
 
     def matches(self, test: str, component: str, dtype: str | None) -> bool:
         return (self.test == test and self.component == component
                 and (self.dtypes is None or dtype is None or dtype in self.dtypes))
+
+    @property
+    def scoped(self) -> bool:
+        return self.scope is not None
+
+    def in_scope(self, args: Mapping[str, Any]) -> bool:
+        """Whether an example with arguments ``args`` lies in the scope (every example does
+        for an unscoped divergence). A condition on an argument the example lacks, or one whose
+        values do not compare, does not hold."""
+        if self.scope is None:
+            return True
+        if callable(self.scope):
+            return bool(self.scope(args))
+        for arg, op, value in self.scope:
+            try:
+                if arg not in args or not SCOPE_OPERATORS[op](args[arg], value):
+                    return False
+            except TypeError:
+                return False
+        return True
+
+    def describe_scope(self) -> str:
+        """The scope in words: 'eps >= 0.001 and amsgrad == None', or ``scope_text``."""
+        if self.scope_text:
+            return self.scope_text
+        if self.scope is None:
+            return "every example"
+        if callable(self.scope):
+            return getattr(self.scope, "__name__", "a predicate")
+        return " and ".join(f"{a} {op} {v!r}" for a, op, v in self.scope)
 
 
 class Backend:

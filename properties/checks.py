@@ -14,6 +14,7 @@ from backends import harness
 from backends.base import Backend, Unsupported, UnsupportedComponent
 from properties.inputs import Inputs
 from properties.record import current_record
+from properties.scoped import note_arguments
 from properties.specs import SPECS, forward_terms, vjp_terms
 from properties.strategies import conventions, seeded_array
 from properties.tolerance import assert_close, sensitivity, tolerance
@@ -37,9 +38,11 @@ def unsupported_example() -> Iterator[None]:
 
 def draw_inputs(data: st.DataObject, backend: Backend, component: str, dtype: str,
                 tail: bool = False) -> Inputs:
-    """Inputs of ``component`` with the backend's conventions applied."""
+    """Inputs of ``component`` with the backend's conventions applied (noted as the example's
+    arguments, on which a scoped known divergence is judged)."""
     inp = SPECS[component].case(data, dtype, tail)
     inp.kwargs = conventions(data, backend, component, inp.kwargs)
+    note_arguments(inp.kwargs)
     return inp
 
 

@@ -21,6 +21,7 @@ from backends.loader import resolve
 from properties import report
 from properties.record import Record, start_record
 from properties.report import item_key
+from properties.scoped import ScopedRun
 
 settings.register_profile("dev", max_examples=30, deadline=None, print_blob=True)
 settings.register_profile(
@@ -35,6 +36,8 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 DEFAULT_BACKENDS = "numpy,torch,jax"
 _STATE = pytest.StashKey[dict]()
+#: the scoped known divergences matching a test (judged per example, properties.scoped)
+_SCOPED = pytest.StashKey[tuple]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -127,19 +130,23 @@ def backend(request: pytest.FixtureRequest) -> Backend:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """An unscoped known divergence marks its tests as expected failures; scoped ones are
+    kept with the test and judged per example when it runs (an unscoped one wins)."""
     selected = config.stash[_STATE]["selected"]
     for item in items:
         spec, test, component, dtype = item_key(item)
         sel = selected.get(spec) if spec else None
         if sel is None or sel.cls is None or component is None:
             continue
-        for kd in sel.cls.known_divergences:
-            if kd.matches(test, component, dtype):
-                upstream = f" ({kd.upstream})" if kd.upstream else ""
-                item.add_marker(pytest.mark.xfail(
-                    reason=f"known divergence: {kd.reason}{upstream}", strict=False))
-                item.user_properties.append(("known_divergence", f"{kd.reason}{upstream}"))
-                break
+        matching = [kd for kd in sel.cls.known_divergences if kd.matches(test, component, dtype)]
+        whole = next((kd for kd in matching if not kd.scoped), None)
+        if whole is not None:
+            upstream = f" ({whole.upstream})" if whole.upstream else ""
+            item.add_marker(pytest.mark.xfail(
+                reason=f"known divergence: {whole.reason}{upstream}", strict=False))
+            item.user_properties.append(("known_divergence", f"{whole.reason}{upstream}"))
+        elif matching:
+            item.stash[_SCOPED] = tuple(matching)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -147,14 +154,17 @@ def pytest_runtest_call(item: pytest.Item):
     record = start_record()
     handle = getattr(getattr(item, "obj", None), "hypothesis", None)
     inner = getattr(handle, "inner_test", None)
+    scoped = ScopedRun(item.stash[_SCOPED]) if _SCOPED in item.stash else None
     if inner is not None:
         @functools.wraps(inner)
         def counted(*args, **kwargs):
             record.examples += 1
+            if scoped is not None:
+                return scoped.call(inner, *args, **kwargs)
             return inner(*args, **kwargs)
         handle.inner_test = counted
     try:
-        return (yield)
+        result = yield
     except (Unsatisfiable, FailedHealthCheck) as exc:
         # no example got past the set-asides; FailedHealthCheck names its check only in the
         # text (filter_too_much: "...filtering out a lot of inputs...")
@@ -171,6 +181,12 @@ def pytest_runtest_call(item: pytest.Item):
         if set_aside:
             item.user_properties.append(("unsupported_examples", set_aside))
             item.user_properties.append(("unsupported_reasons", unsupported_summary(record)))
+        if scoped is not None:
+            item.user_properties.extend(scoped.properties())
+    if scoped is not None and scoped.observed:
+        # every example outside the scopes passed: the test shows the known divergence
+        pytest.xfail(scoped.summary(record.examples - sum(record.unsupported.values())))
+    return result
 
 
 def unsupported_summary(record: Record, shown: int = 3) -> str:

@@ -26,10 +26,18 @@ OUTCOMES = ("passed", "failed", "known divergence", "known divergence now passes
 
 
 def classify(entry: dict) -> tuple[str, str]:
-    """(outcome, reason) of one result row."""
+    """(outcome, reason) of one result row. A test with a scoped known divergence that passed
+    either had examples in the scope, all right ('known divergence now passes'), or none."""
     if entry["wasxfail"] is not None:
         return ("known divergence now passes", entry["wasxfail"]) if entry["outcome"] == "passed" \
             else ("known divergence", entry["wasxfail"])
+    props = entry.get("props", {})
+    if entry["outcome"] == "passed" and "scoped_divergence" in props:
+        scope, n = props["scoped_divergence"], props.get("in_scope_examples", 0)
+        if n:
+            return ("known divergence now passes",
+                    f"not observed in the {n} examples in its scope ({scope})")
+        return "passed", f"no example fell in the scope of its known divergence ({scope})"
     if entry["outcome"] == "skipped":
         text = entry["longrepr"]
         reason = text.split("Skipped: ", 1)[-1].strip().strip("')\"")
@@ -48,7 +56,7 @@ def counterexample(longrepr: str, limit: int = 60) -> str:
     in_example = False
     for ln in lines:
         text = ln.strip()
-        if text.startswith("Falsifying example"):
+        if text.startswith(("Falsifying example", "Failing test case", "Failing explicit example")):
             in_example = True
         if in_example:
             keep.append(ln)
@@ -86,6 +94,8 @@ def build(config: pytest.Config, sel, rows: list[dict]) -> dict[str, Any]:
             "unsupported_examples": props.get("unsupported_examples", 0) if ran else 0,
             "unsupported_reasons": props.get("unsupported_reasons", "") if ran else "",
             "worst_margin": props.get("worst_margin") if ran else None,
+            "in_scope_examples": props.get("in_scope_examples"),
+            "divergent_examples": props.get("divergent_examples"),
             "counterexample": counterexample(r["longrepr"]) if outcome == "failed" else "",
             "reproduce": props.get("reproduce", ""),
         })
@@ -102,17 +112,26 @@ def build(config: pytest.Config, sel, rows: list[dict]) -> dict[str, Any]:
         "commit": _git_commit(), "command": " ".join(["pytest", *config.invocation_params.args]),
         "conventions": {k: {a: (list(v) if isinstance(v, tuple) else v) for a, v in c.items()}
                         for k, c in (cls.conventions if cls else {}).items()},
-        "known_divergences": [kd.__dict__ | {"dtypes": list(kd.dtypes) if kd.dtypes else None}
-                              for kd in (cls.known_divergences if cls else ())],
+        "known_divergences": [known_divergence(kd) for kd in (cls.known_divergences if cls else ())],
         "summary": dict(Counter(r["outcome"] for r in results)),
         "results": sorted(results, key=lambda r: (r["component"] or "", r["test"], r["variant"],
                                                   r["dtype"] or "")),
     }
 
 
+def known_divergence(kd) -> dict[str, Any]:
+    """A KnownDivergence as report data; its scope in words (None: every example)."""
+    return {"test": kd.test, "component": kd.component, "reason": kd.reason,
+            "upstream": kd.upstream, "dtypes": list(kd.dtypes) if kd.dtypes else None,
+            "scope": kd.describe_scope() if kd.scoped else None}
+
+
 def _examples(r: dict) -> str:
     n = r["unsupported_examples"]
-    return f"{r['examples']} (+{n} unsupported)" if n else str(r["examples"])
+    text = f"{r['examples']} (+{n} unsupported)" if n else str(r["examples"])
+    if r.get("divergent_examples"):
+        text += f", {r['divergent_examples']} diverged"
+    return text
 
 
 def _property(r: dict) -> str:
@@ -143,17 +162,26 @@ def markdown(rep: dict[str, Any]) -> str:
             out += [f"| {comp} | {a} | `{v}` |" for a, v in args.items()]
         out.append("")
     if rep["known_divergences"]:
-        out += ["## Known divergences", "", "| property | component | dtypes | reason | upstream |",
-                "|---|---|---|---|---|"]
+        out += ["## Known divergences", "",
+                "| property | component | dtypes | examples | reason | upstream |",
+                "|---|---|---|---|---|---|"]
         for kd in rep["known_divergences"]:
             out.append(f"| {kd['test']} | {kd['component']} | {', '.join(kd['dtypes'] or ['all'])} "
-                       f"| {kd['reason']} | {kd['upstream'] or ''} |")
+                       f"| {kd.get('scope') or 'all'} | {kd['reason']} | {kd['upstream'] or ''} |")
         out.append("")
     out += ["## Results", "", "| component | property | dtype | result | examples | worst margin |",
             "|---|---|---|---|---|---|"]
     for r in rep["results"]:
         out.append(f"| {r['component'] or ''} | {_property(r)} | {r['dtype'] or ''} | {r['outcome']} "
                    f"| {_examples(r)} | {_margin(r['worst_margin'])} |")
+    scoped = [r for r in rep["results"] if r.get("in_scope_examples") is not None]
+    if scoped:
+        out += ["", "## Scoped known divergences", "",
+                "Examples in a divergence's scope that failed count as the divergence observed; "
+                "every other example is checked as usual.", ""]
+        out += [f"- {r['component'] or ''} {_property(r)} {r['dtype'] or ''}: {r['outcome']}: "
+                f"{r['divergent_examples']} of {r['examples']} examples diverged, "
+                f"{r['in_scope_examples']} in the scope" for r in scoped]
     failures = [r for r in rep["results"] if r["outcome"] == "failed"]
     if failures:
         out += ["", "## Failures", ""]

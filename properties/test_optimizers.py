@@ -10,9 +10,10 @@ from hypothesis import strategies as st
 from backends import harness
 from properties.checks import unsupported_example
 from properties.optimizer_cases import HYPERS, MAX_STEPS
+from properties.scoped import note_arguments
 from properties.strategies import conventions, seeded_array, shapes
 from properties.tolerance import assert_close, sensitivity
-from reference.optimizers import make_optimizer
+from reference.optimizers import hyperparameters, make_optimizer
 
 
 def draw_problem(data, dtype):
@@ -43,6 +44,7 @@ def oracle_trajectory(name, hyper, params, grads):
 def test_trajectory(backend, dtype, component, data):
     """Parameters after every step equal the oracle's."""
     hyper = conventions(data, backend, component, HYPERS[component](data))
+    note_arguments(hyperparameters(component, **hyper))
     params, grads = draw_problem(data, dtype)
     expected = oracle_trajectory(component, hyper, params, grads)
     with unsupported_example():
