@@ -20,6 +20,7 @@ import optax
 from jax import lax
 
 from backends.base import Backend, KnownDivergence, Unsupported, UnsupportedComponent, as_tuple, conv_padding
+from backends.divergences import load as load_divergences
 from backends.xla_guard import CONVOLUTIONS, check_vjp_convolutions, conv
 from reference import optimizers as O
 from reference.optimizers import Optimizer
@@ -63,47 +64,6 @@ def _version(package: str) -> str:
         return version(package)
     except PackageNotFoundError:
         return "not installed"
-
-
-# Confirmed on CPU with jax 0.10.2 and optax 0.2.8. "margin" is error / tolerance under
-# properties/tolerance.py with the terms of properties/magnitudes.py, the condition term summed
-# over every input (not probed), on dense grids over each property's input range; "rel" is the
-# relative error against the exact value (mpmath). Against that policy JAX's tanh, sigmoid,
-# softmax and log_softmax VJPs, log_softmax and the optax cross-entropies pass (margin <= 0.3).
-_GELU_TANH = ("jax.nn.gelu(approximate=True) computes 0.5 x (1 + tanh(u)), which cancels for x < 0 "
-              "(the oracle uses x sigmoid(2u)). The exact GELU (approximate='none', erfc) agrees: "
-              "margin <= 0.45. ")
-_KNOWN_DIVERGENCES = (
-    KnownDivergence(
-        "test_forward", "gelu", _GELU_TANH + "On [-6, 6]: float64 rel 4e-14 at x = -3, 1.7e-12 at "
-        "-4, 4e-6 at -6 (margin 9e7); float32 rel 1.3e-5 at -3, 2e-3 at -4, exactly 0 from "
-        "x = -4.87 (margin 3e4); bfloat16 margin 1.45 (float16 0.8, passes).",
-        dtypes=("float64", "float32", "bfloat16")),
-    KnownDivergence(
-        "test_vjp", "gelu", _GELU_TANH + "Its VJP inherits the cancellation: on [-6, 6], float64 "
-        "rel 1.1e-5 at x = -6 (margin 1e8), float32 rel 1 (margin 3e4), float16 margin 7.6, "
-        "bfloat16 margin 3.6."),
-    KnownDivergence(
-        "test_forward_tail", "gelu", _GELU_TANH + "On [-12, -4]: float64 -2.9e-15 for -3.1e-17 "
-        "at x = -7.345 (rel 90, margin 5e14), then 0; float32 0 from x = -4.87 (margin 3e4); "
-        "bfloat16 and float16 give -0.0 from x = -4 (exact -7.0e-5; bfloat16 margin 1.2). float16 "
-        "passes only because every value there lies below its smallest normal (6.1e-5), the "
-        "policy's absolute floor.", dtypes=("float64", "float32", "bfloat16")),
-    KnownDivergence(
-        "test_vjp", "elu", "jax.nn.elu's negative branch is jnp.expm1, whose default JVP is "
-        "expm1(x) + 1: it cancels as x decreases (the oracle uses alpha exp(x)): on [-6, 6], rel "
-        "2.2e-14 at x = -6 in float64 (margin 1.5), 1.2e-5 in float32 (margin 1.6; exactly 0 from "
-        "x = -17.33), bfloat16 margin 1.15 (float16 0.5, passes).",
-        dtypes=("float64", "float32", "bfloat16")),
-    KnownDivergence(
-        "test_batch_norm_large_mean_keeps_unit_std", "batch_norm",
-        "flax.linen.BatchNorm's default use_fast_variance=True (variance='fast', one of this "
-        "adapter's declared conventions) takes the batch variance as E[x^2] - E[x]^2, which "
-        "cancels when the mean is large against the spread: mean 1e4, std 1 in float32 gives "
-        "an output std of 288 instead of 1; mean 1e10 in float64, 0.005. test_forward and "
-        "test_vjp hold the fast variance to its own rounding (eps 2 E[x^2]); the two-pass "
-        "variance (use_fast_variance=False) passes here.", "flax#1491", ("float32", "float64")),
-)
 
 
 def _frozen(value: Any) -> Any:
@@ -172,7 +132,8 @@ class JaxBackend(Backend):
         "batch_norm": {"momentum_convention": "flax", "unbiased_running_var": False,
                        "variance": ("fast", "two_pass")},
     }
-    known_divergences: tuple[KnownDivergence, ...] = _KNOWN_DIVERGENCES
+    #: measured, with their upstream issues, in backends/divergences/jax.toml
+    known_divergences: tuple[KnownDivergence, ...] = load_divergences("jax")
 
     def __init__(self, device: str = "cpu") -> None:
         super().__init__(device)

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from backends.base import Backend, KnownDivergence, Unsupported, UnsupportedComponent, as_tuple, conv_padding
+from backends.divergences import load as load_divergences
 from reference import optimizers as O
 from reference.optimizers import Optimizer
 
@@ -57,7 +58,8 @@ class TorchBackend(Backend):
         "batch_norm": {"momentum_convention": "torch", "unbiased_running_var": True,
                        "variance": "two_pass"},
     }
-    known_divergences: tuple[KnownDivergence, ...] = ()  # set below the module's helpers
+    #: measured, with their upstream issues, in backends/divergences/torch.toml
+    known_divergences: tuple[KnownDivergence, ...] = load_divergences("torch")
 
     def __init__(self, device: str = "cpu") -> None:
         super().__init__(device)
@@ -458,38 +460,3 @@ def _adagrad(lr, eps, initial_accumulator_value, lr_decay, weight_decay, eps_in_
 _TORCH_OPTIM: dict[str, Callable[..., tuple[type[torch.optim.Optimizer], dict[str, Any]]]] = {
     "sgd": _sgd, "adam": _adam, "adamw": _adamw, "rmsprop": _rmsprop, "adagrad": _adagrad,
 }
-
-
-# -- known divergences ----------------------------------------------------------------------
-# Each was measured on torch 2.13.0 (CPU) against mpmath (40-50 digits) and the oracle, on the
-# ranges the properties draw, and confirmed to fail the suite's own check; "rel" is
-# |torch - exact| / |exact|. Cancellations that the oracle's own formulas share (1 - y^2 in
-# tanh', s (g - <g, s>) in softmax', log_softmax without log1p) are not divergences: the
-# tolerance policy holds every backend to the oracle formula's accuracy
-# (properties/magnitudes.py).
-def _kd(tests: tuple[str, ...], component: str, reason: str, upstream: str | None = None,
-        dtypes: tuple[str, ...] | None = None) -> tuple[KnownDivergence, ...]:
-    return tuple(KnownDivergence(t, component, reason, upstream, dtypes) for t in tests)
-
-
-_GELU = ("F.gelu forms 1 + erf(x/sqrt 2) (exact) and 1 + tanh(u) (tanh form), which cancel "
-         "for x < -3; the oracle uses 0.5 x erfc(-x/sqrt 2) and x sigmoid(2u). Exact form: rel "
-         "4.0e-2 at x = -5 and 0.0 from x = -5.50 (float32); rel 3.9e-11 at -5, 1.8e-2 at -8, "
-         "0.0 from -8.37 (float64). Tanh form: rel 0.30 at -5, 0.0 from -5.06 (float32); rel "
-         "2.8e-10 at -5, 6.9e-3 at -7, 2x the value at -7.2, 0.0 from -7.15 (float64). The "
-         "backward loses the same tail (exact: rel 1.6e-3 at -5 in float32, 4.7e-8 at -7 in "
-         "float64; tanh: rel 0.30 at -5 in float32, 6.9e-3 at -7 in float64). Outside the "
-         "tolerance from x = -3.0 (float32) / -3.05 (float64); in bfloat16 0.0 at x = -6 "
-         "(exact -5.9e-9)")
-_BCE = ("F.binary_cross_entropy_with_logits computes (1 - y) x - log_sigmoid(x) (bitwise), "
-        "which cancels for y = 0 and x < 0: rel 4.1e-6 at x = -4, 6.9e-2 at -12, 0.0 from "
-        "x = -14.6 (float32); rel 1.6e-14 at -4, 2.9e-11 at -12, 1.3e-2 at -30, 0.0 from "
-        "-33.3 (float64; exact 4.2e-18 at -40); 0.0 from x = -6.24 (float16) / -4.16 "
-        "(bfloat16). Outside the tolerance from x = -3.7 in float32, float64 and bfloat16")
-TorchBackend.known_divergences = (
-    *_kd(("test_forward", "test_vjp", "test_forward_tail"), "gelu", _GELU, "pytorch#187806"),
-    *_kd(("test_forward", "test_forward_tail"), "bce_with_logits", _BCE, "pytorch#195529"),
-    *_kd(("test_bce_label_symmetry",), "bce_with_logits",
-         "L(-x, 0) loses its value, L(x, 1) does not: " + _BCE, "pytorch#195529",
-         ("float32", "float64")),
-)

@@ -1,0 +1,78 @@
+"""The adapters' known divergences are data (backends/divergences/*.toml): they load into the
+same KnownDivergence entries, matching the same tests, components and dtypes, and the package
+ships the files."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from backends.base import KnownDivergence
+from backends.divergences import from_toml, load
+
+ROOT = Path(__file__).resolve().parent.parent
+F64_F32_BF16 = ("float64", "float32", "bfloat16")
+
+#: (test, component, dtypes, upstream) of every entry, in order, as the adapters declared them
+#: in code before the prose moved to data
+EXPECTED = {
+    "torch": [("test_forward", "gelu", None, "pytorch#187806"),
+              ("test_vjp", "gelu", None, "pytorch#187806"),
+              ("test_forward_tail", "gelu", None, "pytorch#187806"),
+              ("test_forward", "bce_with_logits", None, "pytorch#195529"),
+              ("test_forward_tail", "bce_with_logits", None, "pytorch#195529"),
+              ("test_bce_label_symmetry", "bce_with_logits", ("float32", "float64"),
+               "pytorch#195529")],
+    "jax": [("test_forward", "gelu", F64_F32_BF16, None),
+            ("test_vjp", "gelu", None, None),
+            ("test_forward_tail", "gelu", F64_F32_BF16, None),
+            ("test_vjp", "elu", F64_F32_BF16, None),
+            ("test_batch_norm_large_mean_keeps_unit_std", "batch_norm", ("float32", "float64"),
+             "flax#1491")],
+}
+
+
+@pytest.mark.parametrize("adapter", sorted(EXPECTED))
+def test_entries_load_as_before(adapter):
+    kds = load(adapter)
+    assert [(k.test, k.component, k.dtypes, k.upstream) for k in kds] == EXPECTED[adapter]
+    for k in kds:
+        assert not k.scoped and len(k.reason) > 100 and "{" not in k.reason, k
+
+
+def test_shared_texts_are_expanded():
+    torch = load("torch")
+    assert torch[0].reason.startswith("F.gelu forms 1 + erf(x/sqrt 2) (exact)")
+    assert torch[0].reason.endswith("in bfloat16 0.0 at x = -6 (exact -5.9e-9)")
+    assert torch[5].reason == "L(-x, 0) loses its value, L(x, 1) does not: " + torch[3].reason
+    jax = load("jax")
+    assert jax[1].reason.startswith("jax.nn.gelu(approximate=True) computes 0.5 x (1 + tanh(u))")
+    assert "margin <= 0.45. Its VJP inherits the cancellation" in jax[1].reason
+
+
+@pytest.mark.parametrize(("module", "cls", "name"), [("torch", "TorchBackend", "torch"),
+                                                     ("jax", "JaxBackend", "jax")])
+def test_adapters_declare_the_data(module, cls, name):
+    pytest.importorskip(module)
+    mod = __import__(f"backends.{module}_backend", fromlist=[cls])
+    assert getattr(mod, cls).known_divergences == load(name)
+
+
+def test_package_ships_the_files():
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "backends.divergences" in setuptools["packages"]
+    assert "*.toml" in setuptools["package-data"]["backends.divergences"]
+
+
+def test_scope_and_errors():
+    (kd,) = from_toml('[[divergence]]\ntests = ["test_trajectory"]\ncomponent = "adam"\n'
+                      'reason = "r"\nscope = [["eps", ">=", 1e-3], ["amsgrad", "in", ["torch"]]]')
+    assert kd == KnownDivergence("test_trajectory", "adam", "r",
+                                 scope=(("eps", ">=", 1e-3), ("amsgrad", "in", ("torch",))))
+    assert kd.in_scope({"eps": 0.01, "amsgrad": "torch"})
+    with pytest.raises(ValueError, match="x.toml: divergence 1: unknown keys \\['dtype'\\]"):
+        from_toml('[[divergence]]\ntests = []\ncomponent = "c"\nreason = "r"\ndtype = "f"', "x.toml")
+    with pytest.raises(ValueError, match="names \\{gelu\\}, which \\[texts\\] lacks"):
+        from_toml('[[divergence]]\ntests = ["t"]\ncomponent = "c"\nreason = "{gelu}"')
