@@ -14,6 +14,8 @@ Keras' formulas, transcribed from keras/src (3.x) for the hand computations:
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -246,3 +248,15 @@ def test_conventions_agree_without_weights(reduction):
 def test_unknown_class_weighting_is_named():
     with pytest.raises(ValueError, match="class_weighting: expected one of"):
         L.cross_entropy(LOGITS, LABELS, class_weighting="keras")
+
+
+def test_readme_lists_the_hyperparameters_adapters_receive():
+    """README's optimizer contract table names exactly hyperparameters()' keys."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    rows = dict(re.findall(r"^\| (sgd|adam|adamw|rmsprop|adagrad) \| (.+) \|$", readme, re.M))
+    assert set(rows) == set(OPTIMIZERS)
+    adam = set(hyperparameters("adam", lr=0.1))
+    for name, listed in rows.items():
+        names = adam - {"weight_decay_mode"} if listed.startswith("as adam without") \
+            else set(listed.split(", "))
+        assert names == set(hyperparameters(name, lr=0.1)), name
