@@ -24,7 +24,7 @@ def test_mish_registered_from_outside_is_certified(tmp_path):
          "--backend", backends, "-k", "mish", "--certify", "--report-dir", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    for report in ("numpy-cpu", "torch-mish-cpu", "jax-mish-cpu"):
+    for report in ("numpy-cpu", "torch-extended-cpu", "jax-extended-cpu"):
         rows = json.loads((tmp_path / f"{report}.json").read_text())["results"]
         got = {(r["test"], r["dtype"]): r["outcome"] for r in rows if r["component"] == "mish"}
         assert {t for t, _ in got} == {"test_forward", "test_vjp"}, (report, got)
