@@ -5,7 +5,9 @@ arguments of the component, the optimizer's hyperparameters). For a test that a 
 ``KnownDivergence`` matches, the plugin runs each example through ``ScopedRun.call``: an
 example whose arguments lie in a divergence's scope and that fails is counted as that
 divergence observed and passes on; an example outside every scope is checked as usual, so a
-failure there fails the test. An example whose test noted no arguments is outside every scope.
+failure there fails the test. An example whose test noted no arguments is outside every scope:
+the component properties note theirs (properties.checks.draw_inputs), test_trajectory its
+hyperparameters; the MLP and CNN properties note none.
 """
 
 from __future__ import annotations

@@ -12,12 +12,11 @@ from hypothesis import strategies as st
 from backends import harness
 from properties.checks import unsupported_example
 from properties.optimizer_cases import HYPERS
-from properties.scoped import note_arguments
 from properties.strategies import conventions, kink_free, seeded_array
 from properties.tolerance import assert_close, sensitivity
 from reference import mlp
 from reference.dense import dense
-from reference.optimizers import hyperparameters, make_optimizer
+from reference.optimizers import make_optimizer
 
 KINKED = ("relu", "leaky_relu")
 SMOOTH = ("tanh", "sigmoid", "gelu", "gelu_tanh", "silu", "softplus", "elu")
@@ -124,7 +123,6 @@ def test_mlp_training(backend, dtype, optimizer, data):
     net = draw_net(data, dtype, SMOOTH, n_rows=data.draw(st.integers(2, 8), label="N"))
     hyper = conventions(data, backend, optimizer, HYPERS[optimizer](data))
     hyper["lr"] = min(hyper["lr"], 0.1)
-    note_arguments({"optimizer": optimizer, **hyperparameters(optimizer, **hyper)})
     steps = data.draw(st.integers(1, 5), label="steps")
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="batch_seed"))
     batch = data.draw(st.integers(1, net.x.shape[0]), label="batch_size")

@@ -3,8 +3,8 @@
 ``EpsScopedAdam`` puts Adam's eps under the square root when eps >= 1e-3, and declares that
 divergence with the scope eps >= 1e-3: its certificate must show the divergence as known while
 every other Adam example (AMSGrad, weight decay, small eps) is still checked.
-``EpsScopedAdamAmsgradBug`` declares the same scope but also gets PyTorch's AMSGrad wrong for
-every eps: the examples outside the scope must fail the test.
+``EpsScopedAdamAmsgradBug`` declares the same scope but also gets AMSGrad wrong for every eps:
+the examples outside the scope must fail the test.
 """
 
 from __future__ import annotations
@@ -64,13 +64,13 @@ def _amsgrad_without_v_correction(lr, b1, b2, eps, eps_root, weight_decay, **_) 
 
 
 class EpsScopedAdamAmsgradBug(EpsScopedAdam):
-    """As EpsScopedAdam, and AMSGrad asked for PyTorch's variant forgets to divide the running
-    max of v by 1 - b2^t, for every eps: outside the declared scope too."""
+    """As EpsScopedAdam, and AMSGrad (either variant) forgets to divide the running max of v by
+    1 - b2^t, for every eps: outside the declared scope too."""
 
     name = "eps-scoped-adam-amsgrad-bug"
 
     def optimizer(self, name: str, **hyper: Any) -> Optimizer:
         h = hyperparameters(name, **hyper)
-        if name == "adam" and h["amsgrad"] == "torch" and h["weight_decay_mode"] == "l2":
+        if name == "adam" and h["amsgrad"] and h["weight_decay_mode"] == "l2":
             return _amsgrad_without_v_correction(**self.adam_hyperparameters(h))
         return super().optimizer(name, **hyper)

@@ -122,4 +122,5 @@ def test_bug_outside_the_scope_fails(tmp_path):
     (adam,) = rep["results"]
     assert adam["outcome"] == "failed", adam
     assert "(eps): 1e-08" in adam["counterexample"], adam["counterexample"]
-    assert "(adam.amsgrad): 'torch'" in adam["counterexample"], adam["counterexample"]
+    assert "(adam.amsgrad): 'torch'" in adam["counterexample"] \
+        or "(adam.amsgrad): 'optax'" in adam["counterexample"], adam["counterexample"]
