@@ -42,7 +42,7 @@ RECORDS: dict[str, Component] = {rec.name: rec for rec in [
     *(_pair(L, n, ("logits" if n == "bce_with_logits" else "pred",), "loss", data=("target",),
             positional_data=("target",)) for n in _REGRESSION),
     _pair(L, "cross_entropy", ("logits",), "loss", data=("labels", "weight"),
-          positional_data=("labels",)),
+          positional_data=("labels",), conventions={"class_weighting": L.CLASS_WEIGHTINGS}),
     _pair(L, "nll_loss", ("log_probs",), "loss", data=("labels", "weight"),
           positional_data=("labels",)),
     *(_pair(C, n, ("x", "w", "b"), "cnn", optional=("b",)) for n in _CONV),
