@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from reference import cnn, registry
+from backends import compose
+from reference import network, registry
 from reference.optimizers import Optimizer
 
 DTYPES = ("float16", "bfloat16", "float32", "float64")
@@ -255,52 +256,6 @@ class Backend:
         hyperparameter names (reference.optimizers)."""
         self._missing(f"optimizer {name!r}")
 
-    # -- architectures, composed over the interface ---------------------------------------
-    def activation(self, name: str, x):
-        """Hidden activation by MLP name ('gelu_tanh' is the tanh GELU)."""
-        if name == "gelu_tanh":
-            return self.gelu(x, approximate="tanh")
-        return getattr(self, name)(x)
-
-    def mlp_forward(self, params: Sequence[Any], x, activation: str = "tanh"):
-        """reference.mlp.mlp_forward over this backend's dense and activation."""
-        n = len(params) // 2
-        h = x
-        for i in range(n):
-            h = self.dense(h, params[2 * i], params[2 * i + 1])
-            if i < n - 1:
-                h = self.activation(activation, h)
-        return h
-
-    def mlp_loss(self, params: Sequence[Any], x, target, activation: str = "tanh",
-                 loss: str = "mse"):
-        out = self.mlp_forward(params, x, activation)
-        if loss == "mse":
-            return self.mse_loss(out, target)
-        if loss == "cross_entropy":
-            return self.cross_entropy(out, target)
-        raise ValueError(f"loss: expected 'mse' or 'cross_entropy', got {loss!r}")
-
-    def mlp_loss_and_grads(self, params: Sequence[Any], x, target, activation: str = "tanh",
-                           loss: str = "mse") -> tuple[Any, list[Any]]:
-        return self.value_and_grad(lambda p: self.mlp_loss(p, x, target, activation, loss),
-                                   params)
-
-    def train_mlp(self, params: Sequence[Any], x, target, optimizer: Optimizer,
-                  batches: Sequence[np.ndarray], activation: str = "tanh", loss: str = "mse"
-                  ) -> tuple[list[Any], list[float]]:
-        """reference.mlp.train_mlp: one step per batch of row indices, in order."""
-        p = list(params)
-        state = optimizer.init(p)
-        history = []
-        for idx in batches:
-            xi = self.take(x, idx)
-            ti = self.take(target, idx)
-            value, grads = self.mlp_loss_and_grads(p, xi, ti, activation, loss)
-            history.append(float(self.to_numpy(value)))
-            p, state = optimizer.update(grads, state, p)
-        return p, history
-
     def value_and_grad_aux(self, f: Callable[[list[Any]], tuple[Any, Any]], params: Sequence[Any]
                            ) -> tuple[Any, list[Any], Any]:
         """(value, d value / d params, aux) for f(params) -> (scalar, aux); aux (running
@@ -314,35 +269,27 @@ class Backend:
         value, grads = self.value_and_grad(scalar, params)
         return value, grads, box["aux"]
 
-    # -- convolutional networks, composed over the interface ------------------------------
-    def cnn_forward(self, arch: cnn.Architecture, params: Sequence[Any], state: Sequence[Any], x,
-                    training: bool = False, bn: dict[str, Any] | None = None) -> tuple[Any, list]:
-        """reference.cnn.apply over this backend's components: (logits, new running stats)."""
-        return cnn.apply(arch, self, params, state, x, training, bn)
+    # -- architectures (reference.network), composed in backends.compose -----------------
+    def network_forward(self, arch: network.Architecture, params: Sequence[Any],
+                        state: Sequence[Any], x, training: bool = False,
+                        bn: dict[str, Any] | None = None) -> tuple[Any, list]:
+        """(outputs, new running statistics) of the architecture over this backend's
+        components. Override to certify a framework's own model instead of the composition."""
+        return compose.forward(self, arch, params, state, x, training, bn)
 
-    def cnn_loss_and_grads(self, arch: cnn.Architecture, params: Sequence[Any],
-                           state: Sequence[Any], x, labels, bn: dict[str, Any] | None = None
-                           ) -> tuple[Any, list[Any], list[Any]]:
-        """(mean cross-entropy, gradient of every parameter, new state) in training mode."""
-        def f(p):
-            logits, new_state = self.cnn_forward(arch, p, state, x, True, bn)
-            return self.cross_entropy(logits, labels), new_state
-        return self.value_and_grad_aux(f, params)
+    def network_loss_and_grads(self, arch: network.Architecture, params: Sequence[Any],
+                               state: Sequence[Any], x, target, bn: dict[str, Any] | None = None
+                               ) -> tuple[Any, list[Any], list[Any]]:
+        """(the mean loss, gradient of every parameter, new state) in training mode."""
+        return compose.loss_and_grads(self, arch, params, state, x, target, bn)
 
-    def train_cnn(self, arch: cnn.Architecture, params: Sequence[Any], state: Sequence[Any], x,
-                  labels, optimizer: Optimizer, batches: Sequence[np.ndarray],
-                  bn: dict[str, Any] | None = None) -> tuple[list[Any], list[list[Any]], list[float]]:
-        """reference.cnn.train: (final params, state after every step, loss history)."""
-        p, s = list(params), list(state)
-        opt_state = optimizer.init(p)
-        states, history = [], []
-        for idx in batches:
-            value, grads, s = self.cnn_loss_and_grads(arch, p, s, self.take(x, idx),
-                                                      self.take(labels, idx), bn)
-            history.append(float(self.to_numpy(value)))
-            states.append(list(s))
-            p, opt_state = optimizer.update(grads, opt_state, p)
-        return p, states, history
+    def train_network(self, arch: network.Architecture, params: Sequence[Any],
+                      state: Sequence[Any], x, target, optimizer: Optimizer,
+                      batches: Sequence[np.ndarray], bn: dict[str, Any] | None = None
+                      ) -> tuple[list[Any], list[list[Any]], list[float]]:
+        """reference.network.train: (final params, state after every step, loss history),
+        one optimizer step per array of row indices in ``batches``."""
+        return compose.train(self, arch, params, state, x, target, optimizer, batches, bn)
 
     def take(self, x, idx: np.ndarray):
         """Rows ``idx`` of a native array."""

@@ -102,30 +102,18 @@ def run_optimizer(backend: Backend, name: str, hyper: Mapping[str, Any],
     return trajectory
 
 
-def train_mlp(backend: Backend, params: Sequence[np.ndarray], x: np.ndarray, target: np.ndarray,
-              optimizer: str, hyper: Mapping[str, Any], batches: Sequence[np.ndarray],
-              activation: str, loss: str, dtype: str) -> tuple[list[np.ndarray], np.ndarray]:
-    """(final parameters, loss history) of backend.train_mlp with optimizer ``optimizer``."""
+def train_network(backend: Backend, arch: Any, params: Sequence[np.ndarray],
+                  state: Sequence[np.ndarray], x: np.ndarray, target: np.ndarray, optimizer: str,
+                  hyper: Mapping[str, Any], batches: Sequence[np.ndarray], bn: Mapping[str, Any],
+                  dtype: str) -> tuple[list[np.ndarray], list[list[np.ndarray]], np.ndarray]:
+    """(final parameters, state after every step, loss history) of backend.train_network
+    with the backend's optimizer ``optimizer``."""
     opt = _guard(backend, f"optimizer {optimizer}", backend.optimizer, optimizer, **hyper)
-    p = [to_native(backend, q, dtype) for q in params]
-    out = _guard(backend, "train_mlp", backend.train_mlp, p, to_native(backend, x, dtype),
-                 to_native(backend, target, dtype), opt, list(batches), activation, loss)
-    final, history = out
-    return ([to_numpy(backend, q, "train_mlp") for q in final],
-            np.asarray(history, dtype=np.float64))
-
-
-def train_cnn(backend: Backend, arch: Any, params: Sequence[np.ndarray], state: Sequence[np.ndarray],
-              x: np.ndarray, labels: np.ndarray, optimizer: str, hyper: Mapping[str, Any],
-              batches: Sequence[np.ndarray], bn: Mapping[str, Any], dtype: str
-              ) -> tuple[list[np.ndarray], list[list[np.ndarray]], np.ndarray]:
-    """(final parameters, state after every step, loss history) of backend.train_cnn."""
-    opt = _guard(backend, f"optimizer {optimizer}", backend.optimizer, optimizer, **hyper)
-    out = _guard(backend, "train_cnn", backend.train_cnn, arch,
+    out = _guard(backend, "train_network", backend.train_network, arch,
                  [to_native(backend, q, dtype) for q in params],
                  [to_native(backend, q, dtype) for q in state], to_native(backend, x, dtype),
-                 to_native(backend, labels, dtype), opt, list(batches), dict(bn))
+                 to_native(backend, target, dtype), opt, list(batches), dict(bn))
     final, states, history = out
-    return ([to_numpy(backend, q, "train_cnn") for q in final],
-            [[to_numpy(backend, q, "train_cnn state") for q in s] for s in states],
+    return ([to_numpy(backend, q, "train_network") for q in final],
+            [[to_numpy(backend, q, "train_network state") for q in s] for s in states],
             np.asarray(history, dtype=np.float64))

@@ -173,7 +173,7 @@ class JaxBackend(Backend):
 
     def synchronize(self) -> None:
         """A no-op: JAX has no device-wide barrier, only ``block_until_ready`` on given
-        arrays. The paths that return results block on them instead (train_mlp)."""
+        arrays. The paths that return results block on them instead (train_network)."""
 
     # -- autodiff -------------------------------------------------------------------------
     def vjp(self, f: Callable[..., tuple[Any, ...]], primals: Sequence[Any],
@@ -467,14 +467,15 @@ class JaxBackend(Backend):
         return Optimizer(init, update)
 
     # -- architectures --------------------------------------------------------------------
-    def train_mlp(self, params: Sequence[Any], x: jax.Array, target: jax.Array,
-                  optimizer: Optimizer, batches: Sequence[np.ndarray], activation: str = "tanh",
-                  loss: str = "mse") -> tuple[list[Any], list[float]]:
+    def train_network(self, arch: Any, params: Sequence[Any], state: Sequence[Any],
+                      x: jax.Array, target: jax.Array, optimizer: Optimizer,
+                      batches: Sequence[np.ndarray], bn: dict[str, Any] | None = None
+                      ) -> tuple[list[Any], list[list[Any]], list[float]]:
         """The base composition, then a block on the final parameters (JAX dispatches
         asynchronously and synchronize() cannot wait for work it is not handed)."""
-        final, history = super().train_mlp(params, x, target, optimizer, batches, activation,
-                                           loss)
-        return jax.block_until_ready(final), history
+        final, states, history = super().train_network(arch, params, state, x, target,
+                                                       optimizer, batches, bn)
+        return jax.block_until_ready(final), states, history
 
 
 # -- convolution and pooling arguments -----------------------------------------------------

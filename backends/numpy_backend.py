@@ -8,8 +8,7 @@ from typing import Any
 import numpy as np
 
 from backends.base import Backend, Unsupported
-from reference import cnn, registry
-from reference import mlp as M
+from reference import network, registry
 from reference import optimizers as O
 
 
@@ -63,17 +62,11 @@ class NumpyBackend(Backend):
     def optimizer(self, name, **hyper):
         return O.make_optimizer(name, **hyper)
 
-    def mlp_forward(self, params, x, activation="tanh"):
-        return M.mlp_forward(params, x, activation)
+    def network_forward(self, arch, params, state, x, training=False, bn=None):
+        return network.forward(arch, params, state, x, training, bn)
 
-    def mlp_loss_and_grads(self, params, x, target, activation="tanh", loss="mse"):
-        return M.mlp_loss_and_grads(params, x, target, activation, loss)
-
-    def cnn_forward(self, arch, params, state, x, training=False, bn=None):
-        return cnn.forward(arch, params, state, x, training, bn)
-
-    def cnn_loss_and_grads(self, arch, params, state, x, labels, bn=None):
-        """The oracle's hand-chained backward (reference.cnn.loss_and_grads)."""
-        return cnn.loss_and_grads(arch, params, state, x, labels, bn)
+    def network_loss_and_grads(self, arch, params, state, x, target, bn=None):
+        """The oracle's hand-chained backward (reference.network.loss_and_grads)."""
+        return network.loss_and_grads(arch, params, state, x, target, bn)
 
 

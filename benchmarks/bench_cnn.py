@@ -1,6 +1,6 @@
 """asv benchmarks: CNN training steps (LeNet, small ResNet) per backend, and conv2d
-forward + backward, float64, one thread pinned to one core (set up by bench_mlp, imported
-first).
+forward + backward, float64, one thread pinned to one core (benchmarks/training.py, the
+template every architecture's training benchmark uses).
 
 - LeNet: batch 32, 1x28x28, conv 6@5x5 (pad 2), pool, conv 16@5x5, pool, dense 120-84-10.
 - ResNet: batch 32, 3x32x32, stem conv 16@3x3 + batch norm + ReLU, an identity block (16),
@@ -23,78 +23,14 @@ import time
 
 import numpy as np
 
-from benchmarks.bench_mlp import DEVICES, REPEAT, cached_runner
-from reference import cnn
+from benchmarks.training import BACKENDS, DEVICES, DTYPE, REPEAT, cached_runner, train_runner
+from reference import network
 
-ARCHITECTURES = {"lenet": lambda: cnn.lenet(), "resnet": lambda: cnn.resnet()}
-BACKENDS = ("numpy", "torch", "jax")
+ARCHITECTURES = {"lenet": network.lenet(), "resnet": network.resnet()}
 BATCH = 32
 STEPS = 5
 CONV_CALLS = 10
-DTYPE = "float64"
 HYPER = {"lr": 0.01, "momentum": 0.9}
-_BN = {"momentum": 0.1, "eps": 1e-5, "momentum_convention": "torch", "unbiased_running_var": True}
-
-
-def _bn(bk) -> dict:
-    """The batch-norm conventions of backend ``bk`` (its fixed ones over PyTorch's)."""
-    fixed = {k: v for k, v in bk.conventions.get("batch_norm", {}).items()
-             if not isinstance(v, tuple)}
-    return {**_BN, **fixed}
-
-
-class _CNNRunner:
-    """Eager training steps through the backend's cnn_loss_and_grads and optimizer."""
-
-    def __init__(self, bk, arch_name: str) -> None:
-        self.bk = bk
-        self.arch = ARCHITECTURES[arch_name]()
-        params, state = self.arch.init(0)
-        rng = np.random.default_rng(1)
-        self.x = bk.asarray(rng.standard_normal((BATCH, *self.arch.input_shape)), DTYPE)
-        self.labels = bk.asarray(rng.integers(0, self.arch.classes, BATCH))
-        self.params = [bk.asarray(p, DTYPE) for p in params]
-        self.state = [bk.asarray(s, DTYPE) for s in state]
-        self.opt = bk.optimizer("sgd", **HYPER)
-        self.opt_state = self.opt.init(self.params)
-        self.bn = _bn(bk)
-
-    def run(self, steps: int) -> None:
-        p, s, o = self.params, self.state, self.opt_state
-        for _ in range(steps):
-            _, grads, s = self.bk.cnn_loss_and_grads(self.arch, p, s, self.x, self.labels, self.bn)
-            p, o = self.opt.update(grads, o, p)
-        self.bk.synchronize()
-        self.params, self.state, self.opt_state = p, s, o
-
-
-class _JaxCNNRunner(_CNNRunner):
-    """One jitted step: loss, gradients, new running statistics and the optax update."""
-
-    def __init__(self, bk, arch_name: str) -> None:
-        super().__init__(bk, arch_name)
-        import jax
-
-        arch, opt, bn = self.arch, self.opt, self.bn
-
-        def step(params, state, opt_state, x, labels):
-            def loss(p):
-                logits, new_state = bk.cnn_forward(arch, p, state, x, True, bn)
-                return bk.cross_entropy(logits, labels), new_state
-            (value, new_state), grads = jax.value_and_grad(loss, has_aux=True)(params)
-            params, opt_state = opt.update(grads, opt_state, params)
-            return params, new_state, opt_state, value
-
-        self.step = jax.jit(step, donate_argnums=(0, 1, 2))
-
-    def run(self, steps: int) -> None:
-        import jax
-
-        p, s, o = self.params, self.state, self.opt_state
-        for _ in range(steps):
-            p, s, o, _ = self.step(p, s, o, self.x, self.labels)
-        jax.block_until_ready((p, s, o))
-        self.params, self.state, self.opt_state = p, s, o
 
 
 class _ConvRunner:
@@ -129,12 +65,10 @@ class _ConvRunner:
 
 def _runner(kind: str, backend: str, arch: str, device: str):
     """The warmed-up runner: a training step of ``arch`` (kind "train") or conv2d ("conv")."""
-    def build(bk):
-        if kind == "conv":
-            return _ConvRunner(bk, backend)
-        return (_JaxCNNRunner if backend == "jax" else _CNNRunner)(bk, arch)
-
-    return cached_runner((kind, backend, arch, device), backend, device, build, 1)
+    if kind == "train":
+        return train_runner(backend, device, ARCHITECTURES[arch], "sgd", HYPER, BATCH, 1)
+    return cached_runner((kind, backend, device), backend, device,
+                         lambda bk: _ConvRunner(bk, backend), 1)
 
 
 def _median_seconds(runner, n: int, rounds: int = 7) -> float:

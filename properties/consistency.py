@@ -23,8 +23,9 @@ def missing_specs(records: Mapping[str, Component], specs: Mapping[str, Spec]) -
         [f"spec {n!r} has no record in reference.registry" for n in sorted(set(specs) - set(records))]
 
 
-def missing_planted(records: Mapping[str, Component], planted: Iterable[str]) -> list[str]:
-    """Every record has at least one planted-bug backend (its ``component``)."""
+def missing_planted(records: Mapping[str, Any], planted: Iterable[str]) -> list[str]:
+    """Every record (component or architecture) has at least one planted-bug backend (its
+    ``component``)."""
     have = set(planted)
     return [f"component {n!r} has no planted bug in tests/planted*.py" for n in sorted(records)
             if n not in have]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-from reference import cnn, registry
+from reference import registry
 from reference.activations import softmax
 
 
@@ -220,35 +220,3 @@ def batch_norm_vjp(primals, kwargs, cot):
         k = r * r * ms
         dx, dw = dx * (1 + 3 * k), dw * (1 + k.reshape(-1))
     return [dx, dw, g.sum(axis=axes)]
-
-
-def _abs_conv2d_vjp(x, w, b, g, **kw):
-    return registry.get("conv2d").vjp_fn(np.abs(x), np.abs(w), None if b is None else np.abs(b),
-                                            g, **kw)
-
-
-def _abs_batch_norm_vjp(x, weight, bias, g, running_mean, running_var, **kw):
-    return batch_norm_vjp((x, weight, bias),
-                                 {**kw, "running_mean": running_mean, "running_var": running_var}, g)
-
-
-def _abs_dense_vjp(x, w, b, g):
-    return g @ np.abs(w).T, np.abs(x).T @ g, g.sum(axis=0)
-
-
-#: VJPs in magnitude: each takes the magnitude M of the output's cotangent and returns the
-#: magnitude of the terms each gradient sums (ReLU, pooling and flatten route or average
-#: nonnegative values, so their own VJPs already do that).
-MAGNITUDE_VJPS = {**cnn.ORACLE_VJPS, "conv2d": _abs_conv2d_vjp, "batch_norm": _abs_batch_norm_vjp,
-                  "dense": _abs_dense_vjp}
-
-
-def cnn_terms(arch: cnn.Architecture, params, state, x, labels, bn) -> tuple[float, list[np.ndarray]]:
-    """(M of the loss, M of every parameter gradient) of a CNN in training mode: the oracle's
-    backward chained in magnitude (a running error bound: each gradient is a sum of products
-    whose magnitudes these are, so a backend's rounding moves it by about eps times them)."""
-    logits, _, tape = cnn.forward_tape(arch, params, state, x, bn)
-    kw = {"labels": labels, "reduction": "mean"}
-    loss_m = float(cross_entropy_forward((logits,), kw))
-    (g,) = cross_entropy_vjp((logits,), kw, np.float64(1.0))
-    return loss_m, cnn.backward(tape, g, bn, MAGNITUDE_VJPS)

@@ -4,6 +4,6 @@ Each component ``f`` sits beside its VJP ``f_vjp(*primals, g, **conventions)``, 
 the gradients of the differentiable primals. This package imports NumPy and SciPy only.
 """
 
-from reference import activations, dense, losses, mlp, optimizers
+from reference import activations, dense, losses, network, optimizers
 
-__all__ = ["activations", "dense", "losses", "mlp", "optimizers"]
+__all__ = ["activations", "dense", "losses", "network", "optimizers"]

@@ -11,8 +11,8 @@ from backends.numpy_backend import NumpyBackend
 from reference import activations as A
 from reference import dense as D
 from reference import losses as L
-from reference import mlp as M
 from reference import moments as Mo
+from reference import network
 from reference.optimizers import Optimizer
 
 
@@ -377,23 +377,15 @@ class MlpBackpropSkipsActivation(Planted):
 
     name, component = "planted-mlp-backprop", "mlp"
 
-    def mlp_loss_and_grads(self, params, x, target, activation="tanh", loss="mse"):
-        act, _ = M.activation_pair(activation)
-        layers = list(zip(params[::2], params[1::2], strict=True))
-        h, inputs = x, []
-        for i, (w, b) in enumerate(layers):
-            inputs.append(h)
-            h = D.dense(h, w, b)
-            if i < len(layers) - 1:
-                h = act(h)
-        f, f_vjp = (L.mse_loss, L.mse_loss_vjp) if loss == "mse" else \
-            (L.cross_entropy, L.cross_entropy_vjp)
-        (g,) = f_vjp(h, target, np.float64(1.0))
-        grads = []
-        for i in range(len(layers) - 1, -1, -1):
-            g, gw, gb = D.dense_vjp(inputs[i], *layers[i], g)
-            grads[:0] = [gw, gb]
-        return float(f(h, target)), grads
+    def network_loss_and_grads(self, arch, params, state, x, target, bn=None):
+        if arch.name != "mlp":
+            return super().network_loss_and_grads(arch, params, state, x, target, bn)
+        out, new_state, tape = network.forward_tape(arch, params, state, x, bn)
+        f, f_vjp = network.LOSSES[arch.loss]
+        (g,) = f_vjp(out, target, np.float64(1.0))
+        identity = {kind: (lambda h, g: (g,)) for kind in network.ACTIVATIONS}
+        grads = network.backward(tape, g, bn, {**network.ORACLE_VJPS, **identity})
+        return float(f(out, target)), grads, new_state
 
 
 class VarMeanVjpFirstOutputOnly(Planted):

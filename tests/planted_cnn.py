@@ -10,9 +10,8 @@ import numpy as np
 
 from reference import activations as A
 from reference import batchnorm as B
-from reference import cnn
 from reference import conv as C
-from reference import losses as L
+from reference import network
 from reference import pooling as P
 from reference import residual as R
 from tests.planted import NumpyBackend, Planted
@@ -225,9 +224,10 @@ class ResidualShortcutMissingInBackward(Planted):
 
     name, component = "planted-residual-shortcut-backward", "resnet"
 
-    def cnn_loss_and_grads(self, arch, params, state, x, labels, bn=None):
-        logits, new_state, tape = cnn.forward_tape(arch, params, state, x, bn)
-        (g,) = L.cross_entropy_vjp(logits, labels, np.float64(1.0))
+    def network_loss_and_grads(self, arch, params, state, x, target, bn=None):
+        out, new_state, tape = network.forward_tape(arch, params, state, x, bn)
+        f, f_vjp = network.LOSSES[arch.loss]
+        (g,) = f_vjp(out, target, np.float64(1.0))
         grads: list[np.ndarray] = []
         for layer, h_in, p, s in reversed(tape):
             if layer.kind == "block" and not layer.projection:
@@ -235,9 +235,29 @@ class ResidualShortcutMissingInBackward(Planted):
                 (shortcut,) = A.relu_vjp(h_in[-1][1][0], g)  # what the identity path adds
                 g = dx - shortcut
             else:
-                g, gp = cnn._layer_backward(layer, h_in, p, s, g, bn or {}, cnn.ORACLE_VJPS)
+                g, gp = network._layer_backward(layer, h_in, p, s, g, bn or {},
+                                                network.ORACLE_VJPS)
             grads[:0] = gp
-        return float(L.cross_entropy(logits, labels)), grads, new_state
+        return float(f(out, target)), grads, new_state
+
+
+class GradientsNotZeroedBetweenSteps(Planted):
+    """The training loop never zeroes the gradients (a forgotten optimizer.zero_grad()): each
+    step's optimizer sees the sum of every gradient so far."""
+
+    name, component = "planted-gradients-not-zeroed", "lenet"
+
+    def train_network(self, arch, params, state, x, target, optimizer, batches, bn=None):
+        p, s = list(params), list(state)
+        opt_state = optimizer.init(p)
+        states, history, total = [], [], None
+        for idx in batches:
+            value, grads, s = self.network_loss_and_grads(arch, p, s, x[idx], target[idx], bn)
+            total = grads if total is None else [a + g for a, g in zip(total, grads, strict=True)]
+            history.append(float(value))
+            states.append(list(s))
+            p, opt_state = optimizer.update(total, opt_state, p)
+        return p, states, history
 
 
 CNN_PLANTED = [ConvPaddingPairsSwapped, ConvDilationIgnoredInBackward, ConvGroupsInterleaved,
@@ -245,5 +265,6 @@ CNN_PLANTED = [ConvPaddingPairsSwapped, ConvDilationIgnoredInBackward, ConvGroup
                AvgPoolCeilDivisorCountsOverhang, GlobalAvgPoolSquareMaps,
                GlobalAvgPoolVjpUndivided, MaxPoolGradientToEveryMax, FlattenChannelsLast,
                BatchNormBiasedRunningVar, BatchNormFastVariance, BatchNormMomentumFlipped,
-               BatchNormEvalUsesBatchStatistics, ResidualShortcutMissingInBackward]
+               BatchNormEvalUsesBatchStatistics, ResidualShortcutMissingInBackward,
+               GradientsNotZeroedBetweenSteps]
 """The convolutional family's planted bugs."""

@@ -14,6 +14,7 @@ import pytest
 from backends.base import Backend, KnownDivergence
 from backends.numpy_backend import NumpyBackend
 from properties import consistency as K
+from properties.architectures import CASES
 from properties.specs import SPECS, Spec
 from reference import registry
 from reference.component import Component
@@ -21,7 +22,7 @@ from reference.optimizers import OPTIMIZERS
 from tests.planted import PLANTED
 from tests.planted_cnn import CNN_PLANTED
 
-ARCHITECTURES = {"mlp", "lenet", "resnet"}
+ARCHITECTURES = set(CASES)
 
 
 ADAPTERS = {"TorchBackend": ("torch", "backends.torch_backend"),
@@ -59,6 +60,10 @@ def test_a_component_without_a_spec_is_named():
 
 def test_every_component_has_a_planted_bug():
     assert K.missing_planted(registry.RECORDS, [c.component for c in PLANTED + CNN_PLANTED]) == []
+
+
+def test_every_architecture_has_a_planted_bug():
+    assert K.missing_planted(CASES, [c.component for c in PLANTED + CNN_PLANTED]) == []
 
 
 def test_a_component_without_a_planted_bug_is_named():

@@ -11,8 +11,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PROPERTIES = ["properties/test_optimizers.py", "properties/test_components.py",
-              "properties/test_invariants.py", "properties/test_mlp.py"]
-ONLY = "test_trajectory or cross_entropy or test_mlp_training"
+              "properties/test_invariants.py", "properties/test_architectures.py"]
+ONLY = "test_trajectory or cross_entropy or (test_network_training and mlp)"
 OPTIMIZERS = {"sgd", "adam", "adamw", "rmsprop", "adagrad"}
 
 
@@ -33,8 +33,7 @@ def test_keras_backend_declaring_keras_conventions_passes(tmp_path):
                for r in rep["results"]}
     expected = {*(("test_trajectory", o, "") for o in OPTIMIZERS),
                 ("test_forward", "cross_entropy", ""), ("test_vjp", "cross_entropy", ""),
-                ("test_mlp_training", "mlp", "optimizer=sgd"),
-                ("test_mlp_training", "mlp", "optimizer=adam")}
+                *(("test_network_training", "mlp", f"optimizer={o}") for o in OPTIMIZERS)}
     assert expected <= set(outcome), sorted(outcome)
     for key in expected:
         result, examples = outcome[key]

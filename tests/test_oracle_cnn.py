@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from properties.specs import forward_terms
 from reference import batchnorm as B
-from reference import cnn
+from reference import network
 from reference import residual as R
 from reference.losses import cross_entropy
 from reference.optimizers import make_optimizer
@@ -25,24 +25,24 @@ class _Kinks:
     (a window whose maximum is a ReLU zero is exempt: its gradient is 0 either way)."""
 
     def __init__(self) -> None:
-        ops = cnn.ORACLE_OPS
+        ops = network.ORACLE_OPS
         self.conv2d, self.batch_norm, self.flatten = ops.conv2d, ops.batch_norm, ops.flatten
         self.global_avg_pool2d, self.dense = ops.global_avg_pool2d, ops.dense
 
     def relu(self, x):
         assume(np.all(np.abs(x) >= GAP))
-        return cnn.ORACLE_OPS.relu(x)
+        return network.ORACLE_OPS.relu(x)
 
     def max_pool2d(self, x, k):
         n, c, h, w = x.shape
         win = x[:, :, :h // k * k, :w // k * k].reshape(n, c, h // k, k, w // k, k)
         top = np.sort(win.transpose(0, 1, 2, 4, 3, 5).reshape(n, c, h // k, w // k, k * k), -1)
         assume(np.all((top[..., -1] - top[..., -2] >= GAP) | (top[..., -1] == 0)))
-        return cnn.ORACLE_OPS.max_pool2d(x, k)
+        return network.ORACLE_OPS.max_pool2d(x, k)
 
 
 def _net(data, name):
-    arch = cnn.lenet(1, 8, (2, 3), 3, (5, 4), 3) if name == "lenet" else cnn.resnet(2, 5, 2, 3)
+    arch = network.lenet(1, 8, (2, 3), 3, (5, 4), 3) if name == "lenet" else network.resnet(2, 5, 2, 3)
     params, state = arch.init(data.draw(st.integers(0, 2**32 - 1), label="init"))
     state = [s + (0.2 * seeded(data, s.shape, 1.0, f"s{i}") if i % 2 == 0 else 0.0)
              for i, s in enumerate(state)]
@@ -56,15 +56,15 @@ def _net(data, name):
 @given(data=st.data())
 def test_cnn_gradients_match_fd(data, name):
     arch, params, state, x, labels = _net(data, name)
-    cnn.apply(arch, _Kinks(), params, state, x, True, BN)
-    value, grads, new_state = cnn.loss_and_grads(arch, params, state, x, labels, BN)
-    logits, fwd_state = cnn.forward(arch, params, state, x, True, BN)
+    network.apply(arch, _Kinks(), params, state, x, True, BN)
+    value, grads, new_state = network.loss_and_grads(arch, params, state, x, labels, BN)
+    logits, fwd_state = network.forward(arch, params, state, x, True, BN)
     assert len(grads) == len(params) == len(arch.param_names())
     for a, b in zip(new_state, fwd_state, strict=True):
         np.testing.assert_array_equal(a, b)  # the same arithmetic, bit for bit
 
     def loss(*p):
-        out, _ = cnn.forward(arch, list(p), state, x, True, BN)
+        out, _ = network.forward(arch, list(p), state, x, True, BN)
         return cross_entropy(out, labels)
 
     tangents = [seeded(data, p.shape, 1.0, f"t{j}") / np.sqrt(p.size) for j, p in enumerate(params)]
@@ -88,12 +88,12 @@ def test_residual_block_vjp_matches_fd(data, projection):
     for op, args, _ in tape:
         if op == "relu":
             assume(np.all(np.abs(args[0]) >= GAP))
-    y, _ = R.residual_block(cnn.ORACLE_OPS, x, params, state, stride, True, BN)
+    y, _ = R.residual_block(network.ORACLE_OPS, x, params, state, stride, True, BN)
     g = seeded(data, y.shape, 1.0, "g")
     dx, dparams = R.residual_block_vjp(x, params, state, g, stride, True, BN)
 
     def f(x_, *p):
-        return R.residual_block(cnn.ORACLE_OPS, x_, list(p), state, stride, True, BN)[0]
+        return R.residual_block(network.ORACLE_OPS, x_, list(p), state, stride, True, BN)[0]
 
     primals = [x, *params]
     tangents = [seeded(data, p.shape, 1.0, f"t{j}") / np.sqrt(p.size) for j, p in enumerate(primals)]
@@ -102,22 +102,22 @@ def test_residual_block_vjp_matches_fd(data, projection):
 
 def test_identity_block_needs_matching_channels():
     with pytest.raises(ValueError, match="layers"):
-        cnn.Architecture("bad", (2, 5, 5), (cnn.Layer("block", 3),))
+        network.Architecture("bad", (2, 5, 5), (network.Layer("block", 3),))
 
 
 def test_training_is_steps_of_loss_and_grads():
-    """cnn.train = loss_and_grads then the optimizer, per batch, running statistics carried."""
-    arch = cnn.resnet(2, 5, 2, 3)
+    """network.train = loss_and_grads then the optimizer, per batch, running statistics carried."""
+    arch = network.resnet(2, 5, 2, 3)
     params, state = arch.init(3)
     rng = np.random.default_rng(4)
     x, labels = rng.standard_normal((4, 2, 5, 5)), rng.integers(0, 3, 4)
     batches = [np.array([0, 1]), np.array([2, 3, 1])]
-    final, states, history = cnn.train(arch, params, state, x, labels,
+    final, states, history = network.train(arch, params, state, x, labels,
                                        make_optimizer("sgd", lr=0.1, momentum=0.9), batches, BN)
     opt = make_optimizer("sgd", lr=0.1, momentum=0.9)
     p, s, o = params, state, opt.init(params)
     for k, idx in enumerate(batches):
-        value, grads, s = cnn.loss_and_grads(arch, p, s, x[idx], labels[idx], BN)
+        value, grads, s = network.loss_and_grads(arch, p, s, x[idx], labels[idx], BN)
         assert value == history[k]
         for a, b in zip(s, states[k], strict=True):
             np.testing.assert_array_equal(a, b)
@@ -125,7 +125,7 @@ def test_training_is_steps_of_loss_and_grads():
     for a, b in zip(p, final, strict=True):
         np.testing.assert_array_equal(a, b)
     # the first batch norm's running mean moved by momentum 0.1 towards the batch mean
-    _, _, tape = cnn.forward_tape(arch, params, state, x[batches[0]], BN)
+    _, _, tape = network.forward_tape(arch, params, state, x[batches[0]], BN)
     _, bn_input, _, _ = tape[1]  # layer 1 is the stem's batch norm
     _, mean, _ = B.batch_norm(bn_input, params[1], params[2], state[0], state[1], True, **BN)
     np.testing.assert_array_equal(mean, states[0][0])

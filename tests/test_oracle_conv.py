@@ -422,7 +422,7 @@ def test_padding_specs_resolve():
 @pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no_bias"])
 @given(data=st.data())
 def test_conv2d_matches_torch(data, with_bias):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="the PyTorch comparison needs torch")
     F = torch.nn.functional
     case = draw_conv2d(data)
     kw, nv = case["kwargs"], case["naive"]

@@ -13,7 +13,7 @@ from scipy import special
 from reference import activations as A
 from reference import dense as D
 from reference import losses as L
-from reference import mlp as M
+from reference import network
 from reference.optimizers import OPTIMIZERS, make_optimizer
 from tests.fd import raises_for
 
@@ -252,46 +252,42 @@ def test_optimizer_update_rejects_mismatched_grads(name):
 
 # --------------------------------------------------------------------------- MLP
 
-def _mlp():
+def _mlp(activation="tanh", loss="mse"):
     rng = np.random.default_rng(0)
     params = [rng.standard_normal((2, 3)), np.zeros(3), rng.standard_normal((3, 2)), np.zeros(2)]
-    return params, rng.standard_normal((4, 2)), rng.standard_normal((4, 2))
+    return (network.mlp((2, 3, 2), activation, loss), params, rng.standard_normal((4, 2)),
+            rng.standard_normal((4, 2)))
 
 
 @pytest.mark.parametrize("activation", ["swish", "gelu_erf", "", "GELU", "softmax"])
 def test_mlp_rejects_an_unknown_activation(activation):
-    params, x, y = _mlp()
     with raises_for("activation"):
-        M.mlp_forward(params, x, activation)
-    with raises_for("activation"):
-        M.mlp_loss_and_grads(params, x, y, activation)
+        network.mlp((2, 3, 2), activation)
 
 
 @pytest.mark.parametrize("loss", ["l1", "huber", "nll", "bce", ""])
 def test_mlp_rejects_an_unknown_loss(loss):
-    params, x, y = _mlp()
     with raises_for("loss"):
-        M.mlp_loss(params, x, y, loss=loss)
-    with raises_for("loss"):
-        M.mlp_loss_and_grads(params, x, y, loss=loss)
+        network.mlp((2, 3, 2), loss=loss)
 
 
 def test_mlp_rejects_bad_parameters_and_input():
-    params, x, y = _mlp()
+    arch, params, x, y = _mlp()
     with raises_for("params"):
-        M.mlp_forward(params[:3], x)                      # an odd number of arrays
+        network.forward(arch, params[:3], [], x)                    # too few arrays
     with raises_for("params"):
-        M.mlp_forward([], x)
+        network.forward(arch, [], [], x)
     with raises_for(r"params\[1\]"):
-        M.mlp_forward([params[0], np.zeros((1, 3))] + params[2:], x)   # bias not 1-D
+        network.forward(arch, [params[0], np.zeros((1, 3))] + params[2:], [], x)  # bias not 1-D
     with raises_for(r"params\[0\]"):
-        M.mlp_forward([np.zeros(2)] + params[1:], x)                   # weight not 2-D
+        network.forward(arch, [np.zeros(2)] + params[1:], [], x)                 # weight not 2-D
     with raises_for("x"):
-        M.mlp_forward(params, np.full((4, 2), NAN))
+        network.forward(arch, params, [], np.full((4, 2), NAN))
     with raises_for("target"):
-        M.mlp_loss_and_grads(params, x, y[:, :1], loss="mse")
+        network.loss_and_grads(arch, params, [], x, y[:, :1])
+    arch, params, x, _ = _mlp(loss="cross_entropy")
     with raises_for("labels"):
-        M.mlp_loss_and_grads(params, x, np.array([0, 1, 2, 1]), loss="cross_entropy")
+        network.loss_and_grads(arch, params, [], x, np.array([0, 1, 2, 1]))
 
 
 BAD_BATCHES = {
@@ -306,17 +302,17 @@ BAD_BATCHES = {
 
 
 @pytest.mark.parametrize("batches", BAD_BATCHES.values(), ids=BAD_BATCHES.keys())
-def test_train_mlp_rejects_bad_batches(batches):
-    params, x, y = _mlp()
+def test_train_rejects_bad_batches(batches):
+    arch, params, x, y = _mlp()
     with raises_for(rf"batches\[{len(batches) - 1}\]"):
-        M.train_mlp(params, x, y, make_optimizer("sgd", lr=0.1), batches)
+        network.train(arch, params, [], x, y, make_optimizer("sgd", lr=0.1), batches)
 
 
-def test_train_mlp_rejects_a_target_with_fewer_rows_than_x():
+def test_train_rejects_a_target_with_fewer_rows_than_x():
     """A short target is a ValueError naming target, not an IndexError at target[idx]."""
-    params, x, y = _mlp()
+    arch, params, x, y = _mlp()
     with raises_for("target"):
-        M.train_mlp(params, x, y[:2], make_optimizer("sgd", lr=0.1), [np.array([3])])
+        network.train(arch, params, [], x, y[:2], make_optimizer("sgd", lr=0.1), [np.array([3])])
 
 
 # --------------------------------------------------------------------------- edge semantics

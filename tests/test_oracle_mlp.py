@@ -1,4 +1,4 @@
-"""reference.mlp certifies itself: the MLP's hand-chained gradients agree with float64 central
+"""reference.network certifies itself on MLPs: the MLP's hand-chained gradients agree with float64 central
 finite differences (tests/fd.py explains the check and its bound)."""
 
 from __future__ import annotations
@@ -11,12 +11,11 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from reference import activations as A
 from reference import dense as D
-from reference import mlp as M
+from reference import network
 from tests.fd import GAP, assert_vjp_matches_fd, seeded
 
-MLP_ACTIVATIONS = sorted(A.ACTIVATIONS) + ["gelu_tanh"]
+MLP_ACTIVATIONS = sorted(network.ACTIVATIONS)
 _KINKED = {"relu", "leaky_relu", "elu"}
 
 
@@ -26,7 +25,7 @@ def _mlp_magnitude(params, x, target, activation: str, loss: str) -> float:
     1.2-Lipschitz) and the activation adds its own few ulps of |h|. At the output y, |dL/dy| is
     at most 2 |y - t| / (N O) (mse) or 2 / N per row (cross-entropy); the loss adds its own
     terms: (y - t)^2 / (N O), or (2 max_k |y_ik| + log K) / N (logsumexp cancels)."""
-    act, _ = M.activation_pair(activation)
+    act, _ = network.ACTIVATIONS[activation]
     h, err = np.asarray(x), np.zeros_like(x)
     for i in range(0, len(params), 2):
         w, b = params[i], params[i + 1]
@@ -46,13 +45,19 @@ def _mlp_magnitude(params, x, target, activation: str, loss: str) -> float:
 
 def _pre_activations(params, x, activation):
     """Every hidden layer's pre-activation, by the oracle's forward pieces."""
-    act, _ = M.activation_pair(activation)
+    act, _ = network.ACTIVATIONS[activation]
     h, out = x, []
     for i in range(0, len(params) - 2, 2):
         z = D.dense(h, params[i], params[i + 1])
         out.append(z)
         h = act(z)
     return out
+
+
+def _loss(arch, params, x, target) -> float:
+    """The loss by the forward pieces alone."""
+    out, _ = network.forward(arch, params, [], x)
+    return float(network.LOSSES[arch.loss][0](out, target))
 
 
 @pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
@@ -76,12 +81,12 @@ def test_mlp_gradients_match_fd(data, activation, loss):
         # a kink hidden inside the network cannot be placed by construction: reject the rare
         # draw (standard normal inputs) with a pre-activation within GAP of 0
         assume(all(np.all(np.abs(z) >= GAP) for z in _pre_activations(params, x, activation)))
-    value, grads = M.mlp_loss_and_grads(params, x, target, activation, loss)
+    arch = network.mlp(widths, activation, loss)
+    value, grads, _ = network.loss_and_grads(arch, params, [], x, target)
     assert len(grads) == len(params)
-    assert value == pytest.approx(M.mlp_loss(params, x, target, activation, loss), rel=1e-14,
-                                  abs=1e-300)
+    assert value == pytest.approx(_loss(arch, params, x, target), rel=1e-14, abs=1e-300)
     tangents = [seeded(data, p.shape, 1.0, f"t{j}") / math.sqrt(p.size)
                 for j, p in enumerate(params)]
-    assert_vjp_matches_fd(lambda *p: np.asarray(M.mlp_loss(list(p), x, target, activation, loss)),
+    assert_vjp_matches_fd(lambda *p: np.asarray(_loss(arch, list(p), x, target)),
                           params, tangents, np.asarray(1.0), grads,
                           _mlp_magnitude(params, x, target, activation, loss))

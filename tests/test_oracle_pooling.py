@@ -168,7 +168,7 @@ def _kernel_count(kw) -> int:
 
 @pytest.mark.parametrize("ceil_mode", [False, True])
 def test_pool_output_size_matches_enumeration_and_torch(ceil_mode):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="the PyTorch comparison needs torch")
     for size in range(1, 9):
         for k in range(1, 5):
             for s in range(1, 4):

@@ -34,7 +34,7 @@ def planted_run(tmp_path_factory) -> dict[str, dict]:
     # property run's business
     def tests_of(component: str) -> str:
         # a component's tests end their id with it ("...-float64-adam]") or carry it in their
-        # name ("test_max_pool2d_tie_convention", "test_mlp_training")
+        # name ("test_max_pool2d_tie_convention")
         return f"(-{component}] or test_{component})"
 
     components = sorted({tests_of(cls.component) for cls in ALL_PLANTED})

@@ -1,15 +1,17 @@
-"""Convolutional architectures as data, one forward over any ops, and the oracle's backward.
+"""Architectures as data (MLP, LeNet, ResNet), one forward over any ops, the oracle's backward.
 
-An Architecture is a sequence of layers; ``apply`` runs it over ``ops``, which is either the
-oracle's namespace (ORACLE_OPS) or a Backend: both have conv2d, batch_norm, relu, max_pool2d,
-flatten, global_avg_pool2d and dense with the same names and signatures, so the oracle and
-every backend run the same network. ``loss_and_grads`` is the oracle's hand-chained backward.
+An Architecture is a sequence of layers and a loss; ``apply`` runs it over ``ops``, which is
+either the oracle's namespace (ORACLE_OPS) or a Backend: both have conv2d, batch_norm,
+max_pool2d, flatten, global_avg_pool2d, dense and the activations with the same names and
+signatures, so the oracle and every backend run the same network. ``loss_and_grads`` is the
+oracle's hand-chained backward, ``train`` its mini-batch training loop.
 
-Layout: x (N, C, H, W); conv weights OIHW; dense weights (I, O). params is a flat list in
-layer order (conv: w[, b]; bn: weight, bias; dense: w, b; block: see reference.residual),
-state the running mean and variance of every batch norm in layer order. ``bn`` holds the
-batch-norm conventions (momentum, eps, momentum_convention, unbiased_running_var).
-The loss is the mean cross-entropy of the logits (N, classes) against integer labels (N,).
+Layout: x (N, C, H, W) for convolutional networks, (N, F) for an MLP; conv weights OIHW;
+dense weights (I, O). params is a flat list in layer order (conv: w[, b]; bn: weight, bias;
+dense: w, b; block: see reference.residual), state the running mean and variance of every
+batch norm in layer order. ``bn`` holds the batch-norm conventions (momentum, eps,
+momentum_convention, unbiased_running_var, variance). The loss, mean reduction: 'cross_entropy'
+of the outputs (N, classes) against integer labels (N,), or 'mse' against targets (N, O).
 """
 
 from __future__ import annotations
@@ -31,19 +33,43 @@ from reference import residual as R
 from reference._validate import as_float, as_labels, row_indices
 from reference.optimizers import Optimizer
 
-LAYER_KINDS = ("conv", "bn", "relu", "max_pool", "flatten", "global_avg_pool", "dense", "block")
+ACTIVATIONS: dict[str, tuple[Callable, Callable]] = {
+    **{n: A.ACTIVATIONS[n] for n in ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu",
+                                     "silu", "softplus")},
+    "gelu_tanh": (lambda x: A.gelu(x, "tanh"), lambda x, g: A.gelu_vjp(x, g, "tanh")),
+}
+"""Hidden activations by layer kind: (forward, VJP); 'gelu_tanh' is the tanh GELU."""
+LAYER_KINDS = ("conv", "bn", "max_pool", "flatten", "global_avg_pool", "dense", "block",
+               *ACTIVATIONS)
+LOSSES: dict[str, tuple[Callable, Callable]] = {
+    "cross_entropy": (L.cross_entropy, L.cross_entropy_vjp), "mse": (L.mse_loss, L.mse_loss_vjp)}
+"""The losses an architecture may end in: (forward, VJP), mean reduction."""
 
-ORACLE_OPS = SimpleNamespace(conv2d=C.conv2d, batch_norm=B.batch_norm, relu=A.relu,
-                             max_pool2d=P.max_pool2d, flatten=P.flatten,
-                             global_avg_pool2d=P.global_avg_pool2d, dense=D.dense)
+ORACLE_OPS = SimpleNamespace(conv2d=C.conv2d, batch_norm=B.batch_norm, max_pool2d=P.max_pool2d,
+                             flatten=P.flatten, global_avg_pool2d=P.global_avg_pool2d,
+                             dense=D.dense, cross_entropy=L.cross_entropy, mse_loss=L.mse_loss,
+                             **{n: A.ACTIVATIONS[n][0] for n in ACTIVATIONS if n != "gelu_tanh"})
 """The oracle's components under the names ``apply`` calls."""
+
+
+def activation(ops: Any, kind: str, h):
+    """Activation ``kind`` over ``ops`` ('gelu_tanh' is ops.gelu(h, approximate='tanh'))."""
+    if kind == "gelu_tanh":
+        return ops.gelu(h, approximate="tanh")
+    return getattr(ops, kind)(h)
+
+
+def loss(ops: Any, name: str, out, target):
+    """The mean loss ``name`` of the outputs over ``ops``."""
+    return ops.cross_entropy(out, target) if name == "cross_entropy" else ops.mse_loss(out, target)
 
 
 @dataclass(frozen=True)
 class Layer:
-    """One layer. ``out``: output channels (conv, block) or features (dense); ``kernel``,
-    ``stride``, ``padding``: of a conv or max-pool (pool stride = kernel); ``bias``: conv bias;
-    ``projection``: a block's 1x1-projection shortcut."""
+    """One layer of a kind in LAYER_KINDS (an activation's kind is its name). ``out``: output
+    channels (conv, block) or features (dense); ``kernel``, ``stride``, ``padding``: of a conv
+    or max-pool (pool stride = kernel); ``bias``: conv bias; ``projection``: a block's
+    1x1-projection shortcut."""
 
     kind: str
     out: int = 0
@@ -66,17 +92,21 @@ class Layer:
 
 @dataclass(frozen=True)
 class Architecture:
-    """A network: input shape (C, H, W) and layers."""
+    """A network: input shape without the batch axis ((C, H, W) or (F,)), layers and loss.
+    ``classes``: the width of the output."""
 
     name: str
-    input_shape: tuple[int, int, int]
+    input_shape: tuple[int, ...]
     layers: tuple[Layer, ...]
+    loss: str = "cross_entropy"
     classes: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         for layer in self.layers:
             if layer.kind not in LAYER_KINDS:
                 raise ValueError(f"layers: unknown kind {layer.kind!r}; expected one of {LAYER_KINDS}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss: expected one of {tuple(LOSSES)}, got {self.loss!r}")
         object.__setattr__(self, "classes", self.shapes()[2][-1])
 
     def shapes(self) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]], tuple[int, ...]]:
@@ -145,6 +175,17 @@ class Architecture:
         return params, state
 
 
+def mlp(widths: Sequence[int], activation: str = "tanh", loss: str = "mse") -> Architecture:
+    """A multilayer perceptron: dense layers widths[0] -> ... -> widths[-1], ``activation``
+    after every dense layer but the last."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation: expected one of {tuple(ACTIVATIONS)}, got {activation!r}")
+    layers: list[Layer] = []
+    for i, w in enumerate(widths[1:]):
+        layers += [Layer("dense", w)] + ([Layer(activation)] if i < len(widths) - 2 else [])
+    return Architecture("mlp", (widths[0],), tuple(layers), loss)
+
+
 def lenet(in_channels: int = 1, size: int = 28, channels: tuple[int, int] = (6, 16),
           kernel: int = 5, hidden: tuple[int, int] = (120, 84), classes: int = 10) -> Architecture:
     """LeNet-5 style: conv(k, pad k//2) relu maxpool2, conv(k) relu maxpool2, flatten,
@@ -196,8 +237,8 @@ def apply_layer(layer: Layer, ops: Any, p: Sequence[Any], s: Sequence[Any], h,
     if layer.kind == "bn":
         y, rm, rv = ops.batch_norm(h, p[0], p[1], s[0], s[1], training=training, **bn)
         return y, [rm, rv]
-    if layer.kind == "relu":
-        return ops.relu(h), []
+    if layer.kind in ACTIVATIONS:
+        return activation(ops, layer.kind, h), []
     if layer.kind == "max_pool":
         return ops.max_pool2d(h, layer.kernel), []
     if layer.kind == "flatten":
@@ -211,7 +252,7 @@ def apply_layer(layer: Layer, ops: Any, p: Sequence[Any], s: Sequence[Any], h,
 
 def apply(arch: Architecture, ops: Any, params: Sequence[Any], state: Sequence[Any], x,
           training: bool = False, bn: dict[str, Any] | None = None) -> tuple[Any, list]:
-    """(logits, new state): the network over ``ops`` (ORACLE_OPS or a Backend)."""
+    """(outputs, new state): the network over ``ops`` (ORACLE_OPS or a Backend)."""
     new_state: list = []
     h = x
     for layer, (p, s) in zip(arch.layers, _split(arch, params, state), strict=True):
@@ -228,7 +269,7 @@ def _check(arch: Architecture, params, state, x):
         for i, (a, s) in enumerate(zip(arrays, want, strict=True)):
             if a.shape != s:
                 raise ValueError(f"{name}[{i}]: expected shape {s}, got {a.shape}")
-    x = as_float("x", x, 4)
+    x = as_float("x", x, 1 + len(arch.input_shape))
     if x.shape[1:] != arch.input_shape:
         raise ValueError(f"x: expected shape (N, {', '.join(map(str, arch.input_shape))}), "
                          f"got {x.shape}")
@@ -238,15 +279,15 @@ def _check(arch: Architecture, params, state, x):
 def forward(arch: Architecture, params: Sequence[np.ndarray], state: Sequence[np.ndarray],
             x: np.ndarray, training: bool = False, bn: dict[str, Any] | None = None
             ) -> tuple[np.ndarray, list[np.ndarray]]:
-    """(logits (N, classes), new state) of the oracle."""
+    """(outputs (N, classes), new state) of the oracle."""
     params, state, x = _check(arch, params, state, x)
     return apply(arch, ORACLE_OPS, params, state, x, training, bn)
 
 
 ORACLE_VJPS: dict[str, Callable] = {
-    "conv2d": C.conv2d_vjp, "batch_norm": B.batch_norm_vjp, "relu": A.relu_vjp,
-    "max_pool2d": P.max_pool2d_vjp, "flatten": P.flatten_vjp,
-    "global_avg_pool2d": P.global_avg_pool2d_vjp, "dense": D.dense_vjp,
+    "conv2d": C.conv2d_vjp, "batch_norm": B.batch_norm_vjp, "max_pool2d": P.max_pool2d_vjp,
+    "flatten": P.flatten_vjp, "global_avg_pool2d": P.global_avg_pool2d_vjp, "dense": D.dense_vjp,
+    **{n: vjp for n, (_, vjp) in ACTIVATIONS.items()},
 }
 """The VJP the backward chains for each component (the oracle's own, no autodiff)."""
 
@@ -254,7 +295,7 @@ ORACLE_VJPS: dict[str, Callable] = {
 def forward_tape(arch: Architecture, params: Sequence[np.ndarray], state: Sequence[np.ndarray],
                  x: np.ndarray, bn: dict[str, Any] | None = None
                  ) -> tuple[np.ndarray, list[np.ndarray], list]:
-    """(logits, new state, tape) in training mode; the tape holds each layer's input."""
+    """(outputs, new state, tape) in training mode; the tape holds each layer's input."""
     params, state, x = _check(arch, params, state, x)
     bn = bn or {}
     tape = []
@@ -274,7 +315,7 @@ def forward_tape(arch: Architecture, params: Sequence[np.ndarray], state: Sequen
 
 def backward(tape: list, g: np.ndarray, bn: dict[str, Any] | None = None,
              vjps: dict[str, Callable] = ORACLE_VJPS) -> list[np.ndarray]:
-    """The gradient of every parameter for the cotangent g of the logits, chaining ``vjps``
+    """The gradient of every parameter for the cotangent g of the outputs, chaining ``vjps``
     backwards over the tape of forward_tape."""
     grads: list[np.ndarray] = []
     for layer, h_in, p, s in reversed(tape):
@@ -283,15 +324,26 @@ def backward(tape: list, g: np.ndarray, bn: dict[str, Any] | None = None,
     return grads
 
 
+def check_target(arch: Architecture, target, out_shape: tuple[int, ...]) -> np.ndarray:
+    """Labels (N,) for cross-entropy, floats of the output's shape for mse."""
+    if arch.loss == "cross_entropy":
+        return as_labels("labels", target, out_shape[0], arch.classes)
+    target = as_float("target", target, len(out_shape))
+    if target.shape != out_shape:
+        raise ValueError(f"target: expected shape {out_shape}, got {target.shape}")
+    return target
+
+
 def loss_and_grads(arch: Architecture, params: Sequence[np.ndarray], state: Sequence[np.ndarray],
-                   x: np.ndarray, labels: np.ndarray, bn: dict[str, Any] | None = None
+                   x: np.ndarray, target: np.ndarray, bn: dict[str, Any] | None = None
                    ) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
-    """(mean cross-entropy, its gradient for every parameter, new state), in training mode,
+    """(the mean loss, its gradient for every parameter, new state), in training mode,
     by the chain rule layer by layer (the oracle's own VJPs, no autodiff)."""
-    logits, new_state, tape = forward_tape(arch, params, state, x, bn)
-    labels = as_labels("labels", labels, logits.shape[0], arch.classes)
-    value = float(L.cross_entropy(logits, labels))
-    (g,) = L.cross_entropy_vjp(logits, labels, np.float64(1.0))
+    out, new_state, tape = forward_tape(arch, params, state, x, bn)
+    target = check_target(arch, target, out.shape)
+    f, f_vjp = LOSSES[arch.loss]
+    value = float(f(out, target))
+    (g,) = f_vjp(out, target, np.float64(1.0))
     return value, backward(tape, g, bn), new_state
 
 
@@ -304,8 +356,8 @@ def _layer_backward(layer: Layer, h, p, s, g, bn, vjps) -> tuple[np.ndarray, lis
     if layer.kind == "bn":
         dx, dw, db = vjps["batch_norm"](h, p[0], p[1], g, s[0], s[1], training=True, **bn)
         return dx, [dw, db]
-    if layer.kind == "relu":
-        return vjps["relu"](h, g)[0], []
+    if layer.kind in ACTIVATIONS:
+        return vjps[layer.kind](h, g)[0], []
     if layer.kind == "max_pool":
         return vjps["max_pool2d"](h, g, layer.kernel)[0], []
     if layer.kind == "flatten":
@@ -319,14 +371,17 @@ def _layer_backward(layer: Layer, h, p, s, g, bn, vjps) -> tuple[np.ndarray, lis
 
 
 def train(arch: Architecture, params: Sequence[np.ndarray], state: Sequence[np.ndarray],
-          x: np.ndarray, labels: np.ndarray, optimizer: Optimizer, batches: Sequence[np.ndarray],
+          x: np.ndarray, target: np.ndarray, optimizer: Optimizer, batches: Sequence[np.ndarray],
           bn: dict[str, Any] | None = None, callback: Callable | None = None
           ) -> tuple[list[np.ndarray], list[list[np.ndarray]], list[float]]:
     """Mini-batch training: one optimizer step per index array in ``batches``. Returns the
     final params, the state after every step, and the loss of each batch before its step.
     ``callback(params, state, idx)``, if given, sees each step's inputs before the step."""
-    x = as_float("x", x, 4)
-    labels = np.asarray(labels)
+    x = as_float("x", x, 1 + len(arch.input_shape))
+    target = np.asarray(target)
+    if target.ndim == 0 or target.shape[0] != x.shape[0]:
+        raise ValueError(f"target: expected {x.shape[0]} rows to match x {x.shape}, "
+                         f"got shape {target.shape}")
     p = [as_float(f"params[{i}]", q) for i, q in enumerate(params)]
     s = [as_float(f"state[{i}]", q) for i, q in enumerate(state)]
     opt_state = optimizer.init(p)
@@ -335,7 +390,7 @@ def train(arch: Architecture, params: Sequence[np.ndarray], state: Sequence[np.n
         idx = row_indices(f"batches[{j}]", idx, x.shape[0])
         if callback is not None:
             callback(p, s, idx)
-        value, grads, s = loss_and_grads(arch, p, s, x[idx], labels[idx], bn)
+        value, grads, s = loss_and_grads(arch, p, s, x[idx], target[idx], bn)
         history.append(value)
         states.append(s)
         p, opt_state = optimizer.update(grads, opt_state, p)
