@@ -162,6 +162,11 @@ class Backend:
     dtypes: tuple[str, ...] = ("float32", "float64")
     #: component -> {argument: value it is fixed to, or a tuple of the values it supports}.
     conventions: dict[str, dict[str, Any]] = {}
+    #: component (or optimizer) -> {argument the framework does not have: (the value it is
+    #: fixed to, why)}, e.g. {"softplus": {"beta": (1.0, "jax.nn.softplus has no beta")}}.
+    #: Not a convention: the properties pass that value in place of the drawn one, and the
+    #: report lists these apart from the conventions, with the drawn values they excluded.
+    lacks: dict[str, dict[str, tuple[Any, str]]] = {}
     known_divergences: tuple[KnownDivergence, ...] = ()
     #: registered components the backend lacks on purpose: name -> why (the report says so).
     unsupported: dict[str, str] = {}

@@ -103,15 +103,13 @@ class JaxBackend(Backend):
     devices: tuple[str, ...] = ("cpu", "cuda") if _has_gpu() else ("cpu",)
     dtypes = ("float16", "bfloat16", "float32", "float64")
     conventions: dict[str, dict[str, Any]] = {
-        # jax.nn.softplus is the exact log(1 + e^x): no threshold, and no beta argument.
-        "softplus": {"threshold": None, "beta": 1.0},
-        # optax's losses take no class weights (the properties would otherwise draw them);
-        # without weights both class_weighting conventions agree.
-        "cross_entropy": {"weight": None, "class_weighting": "per_class"},
-        "nll_loss": {"weight": None},
-        # optax.sgd (trace) has no dampening; its buffer starts at the raw gradient. Weight
-        # decay is L2 (add_decayed_weights before the optimizer), as users chain it.
-        "sgd": {"dampening": 0.0, "dampen_first_step": False, "weight_decay_mode": "l2"},
+        # jax.nn.softplus is the exact log(1 + e^x): no threshold (its beta is in lacks).
+        "softplus": {"threshold": None},
+        # without class weights (lacks) both class_weighting conventions agree.
+        "cross_entropy": {"class_weighting": "per_class"},
+        # optax.sgd's (trace's) buffer starts at the raw gradient. Weight decay is L2
+        # (add_decayed_weights before the optimizer), as users chain it.
+        "sgd": {"dampen_first_step": False, "weight_decay_mode": "l2"},
         # optax.amsgrad keeps the running max of the bias-corrected v_hat; eps is added to
         # sqrt(v_hat).
         "adam": {"amsgrad": (None, "optax"), "eps_placement": "corrected",
@@ -119,18 +117,30 @@ class JaxBackend(Backend):
         "adamw": {"amsgrad": (None, "optax"), "eps_placement": "corrected"},
         # optax.rmsprop: eps_in_sqrt is an argument (default True); centred and momentum agree.
         "rmsprop": {"eps_in_sqrt": (False, True), "weight_decay_mode": "l2"},
-        # optax.adagrad (scale_by_rss): rsqrt(s + eps); no learning-rate decay.
-        "adagrad": {"eps_in_sqrt": True, "lr_decay": 0.0, "weight_decay_mode": "l2"},
-        # flax's pools (lax.reduce_window) have no ceil_mode. The VJP of reduce_window max
-        # (select_and_scatter_add) sends a window's gradient to its first maximum, and JAX
-        # has no VJP of a max reduce_window with window_dilation (NotImplementedError), so
-        # dilated max pooling is not drawn (its forward works).
-        "max_pool2d": {"ceil_mode": False, "ties": "first", "dilation": 1},
-        "avg_pool2d": {"ceil_mode": False},
+        # optax.adagrad (scale_by_rss): rsqrt(s + eps).
+        "adagrad": {"eps_in_sqrt": True, "weight_decay_mode": "l2"},
+        # The VJP of reduce_window max (select_and_scatter_add) sends a window's gradient to
+        # its first maximum, and JAX has no VJP of a max reduce_window with window_dilation
+        # (NotImplementedError), so dilated max pooling is not drawn (its forward works).
+        "max_pool2d": {"ties": "first", "dilation": 1},
         # flax.linen.BatchNorm: r <- m r + (1 - m) stat with the biased batch variance,
         # computed fast (use_fast_variance=True, the default) or two-pass (False).
         "batch_norm": {"momentum_convention": "flax", "unbiased_running_var": False,
                        "variance": ("fast", "two_pass")},
+    }
+    #: arguments these JAX functions do not have (checked against jax 0.10 and optax 0.2.8)
+    lacks: dict[str, dict[str, tuple[Any, str]]] = {
+        "softplus": {"beta": (1.0, "jax.nn.softplus(x) has no beta argument")},
+        "cross_entropy": {"weight": (None, "optax.softmax_cross_entropy(_with_integer_labels) "
+                                           "takes no class weights")},
+        "nll_loss": {"weight": (None, "optax has no NLL loss; the adapter's "
+                                      "-take_along_axis takes no class weights")},
+        "sgd": {"dampening": (0.0, "optax.sgd has no dampening")},
+        "adagrad": {"lr_decay": (0.0, "optax.adagrad has no lr_decay")},
+        "max_pool2d": {"ceil_mode": (False, "lax.reduce_window, flax's pooling, has no "
+                                            "ceil_mode")},
+        "avg_pool2d": {"ceil_mode": (False, "lax.reduce_window, flax's pooling, has no "
+                                            "ceil_mode")},
     }
     #: measured, with their upstream issues, in backends/divergences/jax.toml
     known_divergences: tuple[KnownDivergence, ...] = load_divergences("jax")

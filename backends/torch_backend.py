@@ -44,12 +44,12 @@ class TorchBackend(Backend):
         # weight_decay in SGD, Adam, RMSprop and Adagrad is L2 added to the gradient.
         "sgd": {"dampen_first_step": False, "weight_decay_mode": "l2"},
         # torch AMSGrad keeps the running max of the raw v and divides by 1 - b2^t;
-        # no eps inside the square root; eps is added to sqrt(v_hat).
-        "adam": {"amsgrad": (None, "torch"), "eps_root": 0.0, "eps_placement": "corrected",
+        # eps is added to sqrt(v_hat).
+        "adam": {"amsgrad": (None, "torch"), "eps_placement": "corrected",
                  "weight_decay_mode": "l2"},
-        "adamw": {"amsgrad": (None, "torch"), "eps_root": 0.0, "eps_placement": "corrected"},
-        # torch puts eps outside the square root; the square average starts at 0.
-        "rmsprop": {"eps_in_sqrt": False, "initial_scale": 0.0, "weight_decay_mode": "l2"},
+        "adamw": {"amsgrad": (None, "torch"), "eps_placement": "corrected"},
+        # torch puts eps outside the square root.
+        "rmsprop": {"eps_in_sqrt": False, "weight_decay_mode": "l2"},
         "adagrad": {"eps_in_sqrt": False, "weight_decay_mode": "l2"},
         # The max-pool backward sends a window's whole gradient to its first maximum in
         # row-major order (every dtype, CPU).
@@ -57,6 +57,15 @@ class TorchBackend(Backend):
         # r <- (1 - m) r + m stat, with the unbiased (n / (n - 1)) batch variance, two-pass.
         "batch_norm": {"momentum_convention": "torch", "unbiased_running_var": True,
                        "variance": "two_pass"},
+    }
+    #: arguments torch.optim does not have (checked against torch 2.13)
+    lacks: dict[str, dict[str, tuple[Any, str]]] = {
+        "adam": {"eps_root": (0.0, "torch.optim.Adam has no eps_root: no eps inside the "
+                                   "square root")},
+        "adamw": {"eps_root": (0.0, "torch.optim.AdamW has no eps_root: no eps inside the "
+                                    "square root")},
+        "rmsprop": {"initial_scale": (0.0, "torch.optim.RMSprop has no initial_scale: its "
+                                           "square average starts at 0")},
     }
     #: measured, with their upstream issues, in backends/divergences/torch.toml
     known_divergences: tuple[KnownDivergence, ...] = load_divergences("torch")

@@ -14,6 +14,7 @@ from typing import Any
 from backends.base import Backend
 from properties.specs import Spec
 from reference.component import Component
+from reference.optimizers import OPTIMIZERS
 
 
 def missing_specs(records: Mapping[str, Component], specs: Mapping[str, Spec]) -> list[str]:
@@ -78,6 +79,33 @@ def convention_mismatches(cls: type[Backend], records: Mapping[str, Component]) 
             elif arg in rec.conventions and not set(values) <= set(rec.conventions[arg]):
                 problems.append(f"{cls.__name__}.conventions[{n!r}][{arg!r}] = {value!r}: the "
                                 f"oracle accepts {rec.conventions[arg]}")
+    return problems
+
+
+def lacked_mismatches(cls: type[Backend], records: Mapping[str, Component]) -> list[str]:
+    """A declared lacked argument is a (value, why) pair for an argument of a component or an
+    optimizer, neither one of the record's conventions nor declared in ``conventions`` too."""
+    problems = []
+    where = f"{cls.__name__}.lacks"
+    for n, declared in sorted(cls.lacks.items()):
+        target = records[n].forward if n in records else OPTIMIZERS.get(n)
+        if target is None:
+            problems.append(f"{where} names {n!r}, which is neither a component nor an optimizer")
+            continue
+        params = inspect.signature(target).parameters
+        for arg, entry in declared.items():
+            if not (isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[1], str)
+                    and entry[1]):
+                problems.append(f"{where}[{n!r}][{arg!r}] = {entry!r}: expected (the value it "
+                                "is fixed to, why)")
+            if arg not in params:
+                problems.append(f"{where}[{n!r}] names {arg!r}, which is not an argument of {n}")
+            elif n in records and arg in records[n].conventions:
+                problems.append(f"{where}[{n!r}][{arg!r}]: {arg} is a convention of {n} (the "
+                                f"oracle accepts {records[n].conventions[arg]}); declare it in "
+                                "conventions")
+            if arg in cls.conventions.get(n, {}):
+                problems.append(f"{where}[{n!r}][{arg!r}] is declared in conventions too")
     return problems
 
 

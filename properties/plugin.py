@@ -181,6 +181,9 @@ def pytest_runtest_call(item: pytest.Item):
         if set_aside:
             item.user_properties.append(("unsupported_examples", set_aside))
             item.user_properties.append(("unsupported_reasons", unsupported_summary(record)))
+        if record.lacked:  # [component, argument, drawn value or None, examples]
+            item.user_properties.append(("lacked_arguments",
+                                         [[*key, n] for key, n in record.lacked.items()]))
         if scoped is not None:
             item.user_properties.extend(scoped.properties())
     if scoped is not None and scoped.observed:

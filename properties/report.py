@@ -1,8 +1,9 @@
 """Certification reports: reports/<backend>-<device>.md and .json.
 
-Per backend: the environment, a summary, the conventions it follows, then per component and
-property the result, examples run and worst margin (error / tolerance), and for each
-failure the counterexample and the command that reproduces it.
+Per backend: the environment, a summary, the conventions it follows, the arguments it lacks
+(fixed to one value, with the drawn values that excluded), then per component and property
+the result, examples run and worst margin (error / tolerance), and for each failure the
+counterexample and the command that reproduces it.
 """
 
 from __future__ import annotations
@@ -112,11 +113,57 @@ def build(config: pytest.Config, sel, rows: list[dict]) -> dict[str, Any]:
         "commit": _git_commit(), "command": " ".join(["pytest", *config.invocation_params.args]),
         "conventions": {k: {a: (list(v) if isinstance(v, tuple) else v) for a, v in c.items()}
                         for k, c in (cls.conventions if cls else {}).items()},
+        "lacks": lacked_arguments(cls.lacks if cls else {}, rows),
         "known_divergences": [known_divergence(kd) for kd in (cls.known_divergences if cls else ())],
         "summary": dict(Counter(r["outcome"] for r in results)),
         "results": sorted(results, key=lambda r: (r["component"] or "", r["test"], r["variant"],
                                                   r["dtype"] or "")),
     }
+
+
+def lacked_arguments(lacks: dict[str, dict[str, tuple[Any, str]]], rows: list[dict]
+                     ) -> list[dict[str, Any]]:
+    """Each argument the backend lacks (``Backend.lacks``): the value it is fixed to, why, the
+    examples that drew it and the drawn values it excluded (text -> examples, most first),
+    counted over the tests that ran."""
+    counts: dict[tuple[str, str], Counter] = {}
+    for r in rows:
+        if classify(r)[0] in ("unsupported", "unavailable", "skipped"):
+            continue
+        for component, arg, text, n in r["props"].get("lacked_arguments", ()):
+            counts.setdefault((component, arg), Counter())[text] += n
+    out = []
+    for component, args in sorted(lacks.items()):
+        for arg, (value, why) in args.items():
+            c = counts.get((component, arg), Counter())
+            out.append({"component": component, "argument": arg, "value": value, "why": why,
+                        "drawn": sum(c.values()),
+                        "excluded": {t: n for t, n in c.most_common() if t is not None}})
+    return out
+
+
+def _lacked(e: dict[str, Any], shown: int = 8) -> str:
+    """'softplus beta: fixed to `1.0` (why); drawn values excluded in 9 of the 12 examples
+    that drew it: 2 ×4, 0.5 ×3, ...', the ``shown`` most common values, then how many others
+    and their range."""
+    text = f"{e['component']} {e['argument']}: fixed to `{e['value']!r}` ({e['why']})"
+    excluded = list(e["excluded"].items())
+    if not e["drawn"]:
+        return text + "; not drawn in this run"
+    if not excluded:
+        return text + f"; every one of the {e['drawn']} examples drew that value"
+    n = sum(k for _, k in excluded)
+    text += (f"; drawn values excluded in {n} of the {e['drawn']} examples that drew it: "
+             + ", ".join(f"{v} ×{k}" for v, k in excluded[:shown]))
+    rest = excluded[shown:]
+    if rest:
+        text += f", and {len(rest)} other values ({sum(k for _, k in rest)} examples)"
+        try:
+            nums = [float(v.lstrip("≈")) for v, _ in rest]
+            text += f" from {min(nums):.4g} to {max(nums):.4g}"
+        except ValueError:  # not numbers: arrays, strings
+            pass
+    return text
 
 
 def known_divergence(kd) -> dict[str, Any]:
@@ -160,6 +207,13 @@ def markdown(rep: dict[str, Any]) -> str:
         out += ["## Conventions followed", "", "| component | argument | value(s) |", "|---|---|---|"]
         for comp, args in sorted(rep["conventions"].items()):
             out += [f"| {comp} | {a} | `{v}` |" for a, v in args.items()]
+        out.append("")
+    if rep.get("lacks"):
+        out += ["## Arguments the backend lacks", "",
+                "Not conventions: the framework has no such argument, so each example passes "
+                "the value it is fixed to in place of the drawn one (nothing is set aside). The "
+                "drawn values this excluded are counted over the tests that ran.", ""]
+        out += [f"- {_lacked(e)}" for e in rep["lacks"]]
         out.append("")
     if rep["known_divergences"]:
         out += ["## Known divergences", "",

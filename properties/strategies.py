@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from backends.base import Backend
+from properties.record import current_record
 from properties.tolerance import round_to
 
 small_dims = st.integers(1, 5)
@@ -47,13 +48,19 @@ def seeded_array(draw, shape, dtype: str, scale: float = 1.0) -> np.ndarray:
 def conventions(data: st.DataObject, backend: Backend, component: str, kwargs: dict[str, Any]
                 ) -> dict[str, Any]:
     """``kwargs`` with the backend's conventions for ``component`` applied: a fixed value
-    replaces the drawn one, a tuple of supported values is drawn from."""
+    replaces the drawn one, a tuple of supported values is drawn from. An argument the
+    backend lacks (``Backend.lacks``) is fixed to its value as well, drawing nothing; the
+    value drawn for it is noted in the test's record (the report lists those it excluded)."""
     out = dict(kwargs)
     for arg, value in backend.conventions.get(component, {}).items():
         if isinstance(value, tuple):
             out[arg] = data.draw(st.sampled_from(value), label=f"{component}.{arg}")
         else:
             out[arg] = value
+    for arg, (value, _why) in backend.lacks.get(component, {}).items():
+        if arg in kwargs:
+            current_record().note_lacked(component, arg, kwargs[arg], value)
+        out[arg] = value
     return out
 
 

@@ -1,7 +1,7 @@
 """The records stay complete: every component has a spec, planted bugs, an adapter method or a
 declared unsupported in torch and jax with the oracle's defaults, conventions the oracle
-accepts, and known divergences that name what exists. Each check is also shown failing on a
-deliberately incomplete record."""
+accepts, lacked arguments that are arguments and not conventions, and known divergences
+that name what exists. Each check is also shown failing on a deliberately incomplete record."""
 
 from __future__ import annotations
 
@@ -77,6 +77,7 @@ def test_adapters_implement_or_decline_every_component(cls):
     assert K.missing_adapters(adapter, registry.RECORDS) == []
     assert K.default_mismatches(adapter, registry.RECORDS) == []
     assert K.convention_mismatches(adapter, registry.RECORDS) == []
+    assert K.lacked_mismatches(adapter, registry.RECORDS) == []
     components = set(registry.RECORDS) | set(OPTIMIZERS) | ARCHITECTURES
     assert K.unknown_divergences(adapter, K.property_tests(), components) == []
 
@@ -85,6 +86,7 @@ def test_the_numpy_backend_is_every_record():
     backend = NumpyBackend()
     assert all(getattr(backend, n) is rec.forward for n, rec in registry.RECORDS.items())
     assert K.convention_mismatches(NumpyBackend, registry.RECORDS) == []
+    assert K.lacked_mismatches(NumpyBackend, registry.RECORDS) == []
 
 
 class _Incomplete(Backend):
@@ -117,6 +119,29 @@ def test_an_incomplete_adapter_is_named():
     assert K.unknown_divergences(_Incomplete, K.property_tests(), {"relu"}) == [
         "_Incomplete: known divergence names test 'test_nothing', which does not exist",
         "_Incomplete: known divergence names component 'nothing', which does not exist"]
+
+
+class _Lacking(Backend):
+    """Declares arguments it lacks: one right, the others malformed, a convention, unknown
+    names, or declared among the conventions too."""
+
+    name = "lacking"
+    conventions = {"sgd": {"dampening": 0.0}}
+    lacks = {"softplus": {"beta": (1.0, "no beta here"), "gamma": (1.0, "made up")},
+             "max_pool2d": {"ties": ("first", "no tie rule")},
+             "sgd": {"dampening": 0.0},
+             "adam": {"eps_root": (0.0, "no eps_root here")},
+             "mlp": {"width": (4, "made up")}}
+
+
+def test_a_malformed_lacked_argument_is_named():
+    assert K.lacked_mismatches(_Lacking, registry.RECORDS) == [
+        "_Lacking.lacks['max_pool2d']['ties']: ties is a convention of max_pool2d (the "
+        "oracle accepts ('first', 'split')); declare it in conventions",
+        "_Lacking.lacks names 'mlp', which is neither a component nor an optimizer",
+        "_Lacking.lacks['sgd']['dampening'] = 0.0: expected (the value it is fixed to, why)",
+        "_Lacking.lacks['sgd']['dampening'] is declared in conventions too",
+        "_Lacking.lacks['softplus'] names 'gamma', which is not an argument of softplus"]
 
 
 def test_a_declared_unsupported_component_says_why():

@@ -1,17 +1,22 @@
-"""The report writer: outcomes, known divergences (failing and now passing), margins."""
+"""The report writer: outcomes, known divergences (failing and now passing), margins, and the
+arguments a backend lacks, apart from its conventions."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-from backends.base import KnownDivergence
+from backends.base import KnownDivergence, Unsupported
 from backends.numpy_backend import NumpyBackend
-from properties.report import classify, counterexample
+from properties.record import start_record
+from properties.report import _lacked, classify, counterexample, lacked_arguments
+from properties.strategies import conventions
+from reference import activations
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,3 +67,78 @@ def test_counterexample_keeps_error_and_draws():
     out = counterexample(text)
     assert "AssertionError: tanh forward: margin 3 > 1" in out
     assert "Draw 1 (x): array([1.])" in out and "def f" not in out
+
+
+class LacksBeta(NumpyBackend):
+    """A softplus without a beta argument: declared in ``lacks`` (fixed to 1), not among the
+    conventions. Any other beta is Unsupported, so were the draw not replaced, examples would
+    be set aside."""
+
+    name = "lacking"
+    lacks = {"softplus": {"beta": (1.0, "this softplus has no beta argument")}}
+
+    def softplus(self, x, beta=1.0, threshold=None):
+        if beta != 1.0:
+            raise Unsupported(f"this softplus has no beta (got {beta})")
+        return activations.softplus(x, 1.0, threshold)
+
+
+def test_a_lacked_argument_replaces_the_draw_and_is_noted():
+    rec = start_record()
+    backend = LacksBeta()
+    assert conventions(None, backend, "softplus", {"beta": 2.5, "threshold": None}) == \
+        {"beta": 1.0, "threshold": None}
+    assert conventions(None, backend, "softplus", {"beta": 1.0}) == {"beta": 1.0}
+    assert conventions(None, backend, "softplus", {"beta": 1.00001}) == {"beta": 1.0}
+    assert conventions(None, backend, "relu", {}) == {}
+    assert rec.lacked == Counter({("softplus", "beta", "2.5"): 1, ("softplus", "beta", None): 1,
+                                  ("softplus", "beta", "≈1"): 1})
+
+
+def test_lacked_arguments_count_the_tests_that_ran():
+    def row(outcome, lacked, longrepr=""):
+        return {"wasxfail": None, "outcome": outcome, "longrepr": longrepr,
+                "props": {"lacked_arguments": lacked}}
+
+    rows = [row("passed", [["sgd", "dampening", "0.5", 3], ["sgd", "dampening", None, 2],
+                           ["sgd", "weight", "array of shape (3,)", 1]]),
+            row("failed", [["sgd", "dampening", "0.1", 4]]),
+            row("skipped", [["sgd", "dampening", "0.9", 7]], "Skipped: unsupported: no")]
+    (entry,) = lacked_arguments({"sgd": {"dampening": (0.0, "no dampening")}}, rows)
+    assert entry == {"component": "sgd", "argument": "dampening", "value": 0.0,
+                     "why": "no dampening", "drawn": 9, "excluded": {"0.1": 4, "0.5": 3}}
+    head = "sgd dampening: fixed to `0.0` (no dampening); drawn values excluded in 7 of the 9 " \
+        "examples that drew it: "
+    assert _lacked(entry) == head + "0.1 ×4, 0.5 ×3"
+    assert _lacked(entry, shown=1) == head + "0.1 ×4, and 1 other values (3 examples) from 0.5 to 0.5"
+    assert _lacked({**entry, "drawn": 0, "excluded": {}}).endswith("; not drawn in this run")
+
+
+def test_lacked_arguments_are_reported_apart_from_conventions(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "properties/test_components.py", "-q", "-p",
+         "no:cacheprovider", "--hypothesis-profile", "ci", "-k", "softplus",
+         "--backend", "tests.test_report:LacksBeta", "--certify", "--report-dir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    rep = json.loads((tmp_path / "lacking-cpu.json").read_text())
+    rows = [r for r in rep["results"] if r["component"] == "softplus"]
+    assert {r["test"] for r in rows} == {"test_forward", "test_vjp", "test_forward_tail"}
+    assert all(r["outcome"] == "passed" and r["examples"] > 0 and r["unsupported_examples"] == 0
+               for r in rows)
+    assert "softplus" not in rep["conventions"]
+    (entry,) = rep["lacks"]
+    assert (entry["component"], entry["argument"], entry["value"], entry["why"]) == \
+        ("softplus", "beta", 1.0, "this softplus has no beta argument")
+    excluded = entry["excluded"]
+    assert excluded and "1" not in excluded  # the case draws beta in [0.5, 3]
+    assert all(0.5 <= float(v.lstrip("≈")) <= 3.0 for v in excluded)
+    assert 0 < sum(excluded.values()) <= entry["drawn"] <= sum(r["examples"] for r in rows)
+    md = (tmp_path / "lacking-cpu.md").read_text()
+    section = md.split("## Arguments the backend lacks", 1)[1].split("## Results", 1)[0]
+    assert (f"- softplus beta: fixed to `1.0` (this softplus has no beta argument); drawn "
+            f"values excluded in {sum(excluded.values())} of the {entry['drawn']} examples that "
+            "drew it: ") in section
+    top, n = next(iter(excluded.items()))
+    assert f"{top} ×{n}" in section
+    assert "beta" not in md.split("## Arguments the backend lacks", 1)[0]  # nor in conventions
