@@ -196,6 +196,11 @@ class Backend:
         """A NumPy array (floats as float64) from a native array."""
         raise NotImplementedError
 
+    def is_array(self, x: Any) -> bool:
+        """Whether ``x`` is one of this backend's arrays (a component must return one, not a
+        list or a Python float). The default accepts anything with a shape and a dtype."""
+        return hasattr(x, "shape") and hasattr(x, "dtype")
+
     # -- autodiff -------------------------------------------------------------------------
     def vjp(self, f: Callable[..., tuple[Any, ...]], primals: Sequence[Any],
             cotangents: Sequence[Any]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:

@@ -1,8 +1,10 @@
 """Calling a backend with NumPy in and NumPy out, with the failures named.
 
 Float inputs are cast to the requested dtype, integer inputs (labels, indices) stay integer.
-A backend that raises anything but Unsupported, or returns something that is not an array,
-surfaces as BackendError naming the component, so one broken component is one clear entry.
+A backend that raises anything but Unsupported, returns something that is not one of its
+arrays (a list, a float) or a float array of another dtype than the call's, or changes an
+input in place, surfaces as BackendError naming the component and what it did, so one broken
+component is one clear entry.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from backends.base import Backend, Unsupported
+from backends.base import DTYPES, Backend, Unsupported
 from reference import registry
 
 
@@ -21,6 +23,8 @@ class BackendError(Exception):
 
 
 def to_native(backend: Backend, value: Any, dtype: str) -> Any:
+    if isinstance(value, np.generic):  # a NumPy scalar (a loss's cotangent) is an array too
+        value = np.asarray(value)
     if isinstance(value, np.ndarray):
         return backend.asarray(value, dtype if value.dtype.kind == "f" else None)
     if isinstance(value, list | tuple) and value and isinstance(value[0], np.ndarray):
@@ -51,12 +55,58 @@ def _guard(backend: Backend, what: str, fn, *args, **kwargs):
         raise BackendError(f"{backend.id}: {what} raised {type(exc).__name__}: {exc}") from exc
 
 
+def _snapshot(backend: Backend, natives: Sequence[Any]) -> list[np.ndarray | None]:
+    """NumPy copies of the native arrays among ``natives`` (None for anything else)."""
+    return [np.array(backend.to_numpy(a)) if backend.is_array(a) else None for a in natives]
+
+
+def _check_unchanged(backend: Backend, what: str, natives: Sequence[Any],
+                     before: Sequence[np.ndarray | None], names: Sequence[str]) -> None:
+    """BackendError when a call changed one of its input arrays in place."""
+    for i, (a, b) in enumerate(zip(natives, before, strict=True)):
+        if b is not None and not np.array_equal(backend.to_numpy(a), b, equal_nan=True):
+            name = f" ({names[i]})" if i < len(names) else ""
+            raise BackendError(f"{backend.id}: {what} mutated input {i}{name}")
+
+
+def _check_array(backend: Backend, what: str, value: Any, dtype: str, label: str = "") -> None:
+    """BackendError unless ``value`` is one of the backend's arrays, of ``dtype`` if float."""
+    if not backend.is_array(value):
+        raise BackendError(f"{backend.id}: {what} returned {type(value).__name__}{label}, "
+                           "not an array")
+    got = backend.dtype_of(value)
+    if got in DTYPES and got != dtype:
+        raise BackendError(f"{backend.id}: {what} returned {got}{label} for a {dtype} call")
+
+
+def _check_outputs(backend: Backend, name: str, out: Any, dtype: str) -> None:
+    """A registered component returns one array per output of its record, in the call's
+    dtype (several outputs as a tuple or list)."""
+    rec = registry.RECORDS.get(name)
+    if rec is None:
+        return
+    if not rec.multi_output:
+        _check_array(backend, name, out, dtype)
+        return
+    if not isinstance(out, tuple | list) or len(out) != len(rec.outputs):
+        raise BackendError(f"{backend.id}: {name} returned {type(out).__name__}, expected a "
+                           f"tuple of {len(rec.outputs)} arrays {rec.outputs}")
+    for o, oname in zip(out, rec.outputs, strict=True):
+        _check_array(backend, name, o, dtype, f" as {oname}")
+
+
 def call(backend: Backend, name: str, args: Sequence[Any], kwargs: Mapping[str, Any],
          dtype: str) -> Any:
-    """backend.<name>(*args, **kwargs) with NumPy arrays in and out (lists of arrays too)."""
+    """backend.<name>(*args, **kwargs) with NumPy arrays in and out (lists of arrays too);
+    a registered component's outputs and its untouched inputs are checked (BackendError)."""
     nargs = [to_native(backend, a, dtype) for a in args]
     nkw = {k: to_native(backend, v, dtype) for k, v in kwargs.items()}
+    rec = registry.RECORDS.get(name)
+    before = _snapshot(backend, nargs) if rec is not None else []
     out = _guard(backend, name, getattr(backend, name), *nargs, **nkw)
+    if rec is not None:
+        _check_outputs(backend, name, out, dtype)
+        _check_unchanged(backend, name, nargs, before, rec.inputs)
     return to_numpy_tree(backend, out, name)
 
 
@@ -78,13 +128,24 @@ def call_vjp(backend: Backend, name: str, primals: Sequence[np.ndarray],
     nprim = [to_native(backend, p, dtype) for p in primals]
     nkw = {k: to_native(backend, v, dtype) for k, v in kwargs.items()}
     ncots = tuple(None if c is None else to_native(backend, c, dtype) for c in cots)
+    before = _snapshot(backend, [*nprim, *ncots])
     outs, grads = _guard(backend, f"{name} vjp", backend.component_vjp, name, nprim, ncots,
                          **nkw)
-    if len(grads) != len(primals):
-        raise BackendError(f"{backend.id}: {name} vjp returned {len(grads)} gradients "
+    if not isinstance(grads, tuple | list) or len(grads) != len(primals):
+        raise BackendError(f"{backend.id}: {name} vjp returned {_count(grads)} gradients "
                            f"for {len(primals)} primals")
+    for g, p in zip(grads, primals, strict=True):
+        if g is not None or p is not None:
+            _check_array(backend, f"{name} vjp", g, dtype, " as a gradient")
+    _check_unchanged(backend, f"{name} vjp", [*nprim, *ncots], before,
+                     [*registry.get(name).inputs, *(f"cotangent of {o}" for o in
+                                                    registry.get(name).outputs)])
     return (tuple(to_numpy(backend, o, name) for o in outs),
             tuple(None if g is None else to_numpy(backend, g, f"{name} vjp") for g in grads))
+
+
+def _count(value: Any) -> str:
+    return str(len(value)) if isinstance(value, tuple | list) else type(value).__name__
 
 
 def run_optimizer(backend: Backend, name: str, hyper: Mapping[str, Any],

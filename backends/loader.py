@@ -34,6 +34,12 @@ def resolve(spec: str) -> type[Backend]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
+        if exc.name and not module_name.startswith(exc.name) and exc.name != module_name:
+            # the module exists but fails to import something: a broken adapter, not an
+            # absent framework, unless what is missing is a framework it adapts
+            if exc.name.split(".")[0] not in ("torch", "jax", "jaxlib", "optax", "flax",
+                                              "tensorflow", "keras"):
+                raise
         raise BackendUnavailable(f"{spec}: cannot import {module_name} ({exc})") from exc
     cls = getattr(module, attr, None)
     if not (isinstance(cls, type) and issubclass(cls, Backend)):

@@ -41,6 +41,9 @@ class NumpyBackend(Backend):
         x = np.asarray(x)
         return x.astype(np.float64) if x.dtype.kind == "f" else x
 
+    def is_array(self, x):
+        return isinstance(x, np.ndarray | np.generic)
+
     def dtype_of(self, x):
         return str(np.asarray(x).dtype)
 

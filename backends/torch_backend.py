@@ -115,6 +115,9 @@ class TorchBackend(Backend):
             t = t.to(torch.float64)
         return t.cpu().numpy()
 
+    def is_array(self, x: Any) -> bool:
+        return isinstance(x, torch.Tensor)
+
     def dtype_of(self, x: Any) -> str:
         """'float32', 'int64', ... of a tensor."""
         return str(x.dtype).removeprefix("torch.")

@@ -3,22 +3,36 @@
 Options: --backend (comma list of short names, module:Class paths or entry points),
 --device (cpu, cuda/gpu), --certify (write reports/<backend>-<device>.md and .json),
 --require-backends (or TOUCHSTONE_REQUIRE_BACKENDS=1: an unavailable backend fails instead
-of being skipped). Profiles: dev (default), ci, thorough.
+of being skipped), --test-timeout (seconds a test may run; the profile's TIMEOUTS default).
+Profiles: dev (default), ci, planted, thorough.
+
+A certification survives its backend: it runs the tests in pytest-xdist workers (one, unless
+-n asks for more), so a test that crashes its process or runs past its time ends only its
+worker, which xdist replaces; the controller records every result as it arrives
+(properties.runlog) and rewrites the certificates after each, marked incomplete until the run
+ends.
 """
 
 from __future__ import annotations
 
+import _thread
+import faulthandler
 import functools
 import os
+import resource
 import shlex
+import shutil
+import sys
+import threading
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, Phase, settings
-from hypothesis.errors import FailedHealthCheck, Unsatisfiable
+from hypothesis.errors import FailedHealthCheck, Unsatisfiable, UnsatisfiedAssumption
 
 from backends.base import Backend, BackendUnavailable
-from backends.loader import resolve
-from properties import report
+from backends.loader import BUILTIN, resolve
+from properties import report, runlog
 from properties.record import Record, start_record
 from properties.report import item_key
 from properties.scoped import ScopedRun
@@ -33,6 +47,10 @@ settings.register_profile("planted", settings.get_profile("ci"),
 settings.register_profile("thorough", max_examples=300, deadline=None, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+#: seconds a test may run before its process is ended, per profile (--test-timeout)
+TIMEOUTS = {"dev": 900, "ci": 600, "planted": 600, "thorough": 3600}
+#: worker restarts a certification allows (each crashed or timed-out test takes one)
+MAX_WORKER_RESTARTS = 10_000
 
 DEFAULT_BACKENDS = "numpy,torch,jax"
 _STATE = pytest.StashKey[dict]()
@@ -49,6 +67,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--certify", action="store_true",
                 help="write a certification report per backend to --report-dir")
     g.addoption("--report-dir", default="reports", help="where --certify writes (default reports)")
+    g.addoption("--test-timeout", type=float, default=None,
+                help="seconds a test may run before its worker is ended and the test reported "
+                     f"'timed out' (default: the profile's, {TIMEOUTS})")
     g.addoption("--require-backends", action="store_true",
                 default=os.environ.get("TOUCHSTONE_REQUIRE_BACKENDS", "") not in ("", "0"),
                 help="fail, instead of skip, when a selected backend is unavailable")
@@ -84,14 +105,74 @@ class _Selected:
         return self.instance
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """A certification runs its tests in pytest-xdist workers (one unless -n says otherwise;
+    -n 0 keeps them in this process, without isolation), with restarts enough for every
+    crashing test. Runs before xdist's own hook, which turns -n into workers."""
+    if (not config.getoption("--certify") or not config.pluginmanager.hasplugin("xdist")
+            or _is_worker(config)):
+        return
+    if config.option.numprocesses is None and config.option.dist == "no":
+        config.option.numprocesses = 1
+    if config.option.maxworkerrestart is None:
+        config.option.maxworkerrestart = MAX_WORKER_RESTARTS
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def test_timeout(config: pytest.Config) -> float:
+    value = config.getoption("--test-timeout")
+    return value if value is not None else TIMEOUTS.get(settings.get_current_profile_name(),
+                                                        TIMEOUTS["dev"])
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    if config.getoption("--certify") and getattr(config.option, "numprocesses", None):
-        raise pytest.UsageError("--certify runs serially for now: certificates of pytest-xdist "
-                                "workers (-n) are not merged yet; run without -n")
     specs = [s.strip() for s in config.getoption("--backend").split(",") if s.strip()]
     device = config.getoption("--device")
-    config.stash[_STATE] = {"selected": {s: _Selected(s, device) for s in specs},
-                            "results": [], "cmdline": list(config.invocation_params.args)}
+    selected = {s: _Selected(s, device) for s in specs}
+    state = {"selected": selected, "results": [], "cmdline": list(config.invocation_params.args)}
+    config.stash[_STATE] = state
+    if config.getoption("--certify") and not _is_worker(config):
+        _check_certificate_names(selected)
+    if _is_worker(config):
+        run_dir, worker = runlog.worker_run_dir(), config.workerinput["workerid"]
+    else:
+        run_dir, worker = runlog.make_run_dir(), "main"
+        state["journal"] = run_dir / "results.jsonl"
+        state["isolated"] = bool(getattr(config.option, "numprocesses", None))
+    state["run_dir"], state["worker"] = run_dir, worker
+    if run_dir is not None and (_is_worker(config) or not state["isolated"]):
+        state["examples"] = runlog.ExampleLog(run_dir / f"examples-{worker}.jsonl")
+
+
+def _check_certificate_names(selected: dict) -> None:
+    """Each certified backend writes its own certificate: refuse two selected backends with
+    one id, and a backend class that inherits another's name (it would overwrite that
+    backend's certificate)."""
+    seen: dict[str, str] = {}
+    for spec, sel in selected.items():
+        if sel.cls is None:
+            continue
+        if "name" not in vars(sel.cls) and spec not in BUILTIN:
+            owner = next(c for c in sel.cls.__mro__ if "name" in vars(c))
+            raise pytest.UsageError(
+                f"backend {spec}: {sel.cls.__name__} inherits name {sel.cls.name!r} from "
+                f"{owner.__name__}, so its certificate would overwrite {sel.id}; give the class "
+                "a name of its own")
+        if sel.id in seen:
+            raise pytest.UsageError(f"backends {seen[sel.id]} and {spec} both certify as "
+                                    f"{sel.id}; give them different names")
+        seen[sel.id] = spec
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(_STATE, None)
+    if state and state.get("faults"):
+        faulthandler.disable()
+        state["faults"].close()
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -149,20 +230,124 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.stash[_SCOPED] = tuple(matching)
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Every collected test's key, on disk for the controller (a crashed test's row)."""
+    state = session.config.stash[_STATE]
+    if state["run_dir"] is not None:
+        runlog.write_json(state["run_dir"] / f"keys-{state['worker']}.json",
+                          {i.nodeid: row_key(i) for i in session.items})
+    if not _is_worker(session.config):
+        state["collected"] = len(session.items)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids: list[str]) -> None:
+    if _config is not None:
+        _config.stash[_STATE]["collected"] = len(ids)
+
+
+def row_key(item: pytest.Item) -> list:
+    """[backend spec, test, component, dtype, variant] of a collected test."""
+    spec, test, component, dtype = item_key(item)
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    variant = ", ".join(f"{k}={v}" for k, v in params.items()
+                        if k not in ("backend", "dtype", "component"))
+    return [spec, test, component, dtype, variant]
+
+
+# -- one test in the process that runs it --------------------------------------------------
+class _Watchdog:
+    """Ends a test that runs past ``seconds``: records it in the run directory, then ends a
+    worker process at once (xdist replaces it), or interrupts a process without workers
+    (KeyboardInterrupt; the process is ended if that does not stop it in 30 s)."""
+
+    def __init__(self, state: dict, nodeid: str, seconds: float, worker: bool) -> None:
+        self.state, self.nodeid, self.seconds, self.worker = state, nodeid, seconds, worker
+        self.timer = threading.Timer(seconds, self.fire)
+        self.timer.daemon = True
+
+    def fire(self) -> None:
+        run_dir = self.state["run_dir"]
+        if run_dir is not None:
+            runlog.write_json(run_dir / f"timeout-{self.state['worker']}.json",
+                              {"nodeid": self.nodeid, "seconds": self.seconds})
+        sys.stderr.write(f"\ntouchstone: {self.nodeid} timed out after {self.seconds:g} s\n")
+        sys.stderr.flush()
+        if self.worker:
+            os._exit(75)
+        _thread.interrupt_main()
+        hard = threading.Timer(30, os._exit, args=(75,))
+        hard.daemon = True
+        hard.start()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem):
+    """A property test (one with a backend) runs under the watchdog; its examples are logged."""
+    state = item.config.stash[_STATE]
+    if item_key(item)[0] is None:
+        return (yield)
+    if state.get("examples") is not None:
+        state["examples"].start_test(item.nodeid)
+    dog = _Watchdog(state, item.nodeid, test_timeout(item.config), _is_worker(item.config))
+    dog.timer.start()
+    try:
+        return (yield)
+    finally:
+        dog.timer.cancel()
+
+
+def _shrinkless(settings_: settings) -> settings:
+    return settings(settings_, phases=[p for p in settings_.phases
+                                       if p not in (Phase.shrink, Phase.explain)])
+
+
+class _RecordedData:
+    """Hypothesis' data object, noting each draw in the test's record."""
+
+    def __init__(self, data, record: Record) -> None:
+        self._data, self._record = data, record
+
+    def draw(self, strategy, label=None):
+        value = self._data.draw(strategy, label=label)
+        self._record.note_draw(label, value)
+        return value
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item):
+    state = item.config.stash[_STATE]
     record = start_record()
-    handle = getattr(getattr(item, "obj", None), "hypothesis", None)
+    log = state.get("examples")
+    record.on_draw = log.event if log is not None else None
+    test_fn = getattr(item, "obj", None)
+    handle = getattr(test_fn, "hypothesis", None)
     inner = getattr(handle, "inner_test", None)
     scoped = ScopedRun(item.stash[_SCOPED]) if _SCOPED in item.stash else None
+    known = any(k == "known_divergence" for k, _ in item.user_properties)
+    old_settings = getattr(test_fn, "_hypothesis_internal_use_settings", None)
     if inner is not None:
         @functools.wraps(inner)
         def counted(*args, **kwargs):
-            record.examples += 1
-            if scoped is not None:
-                return scoped.call(inner, *args, **kwargs)
-            return inner(*args, **kwargs)
+            record.begin_example()
+            if "data" in kwargs:
+                kwargs["data"] = _RecordedData(kwargs["data"], record)
+            try:
+                result = scoped.call(inner, *args, **kwargs) if scoped is not None \
+                    else inner(*args, **kwargs)
+            except UnsatisfiedAssumption:
+                record.rejected += 1
+                raise
+            except BaseException as exc:
+                if isinstance(exc, Exception | pytest.fail.Exception):
+                    record.end_example(exc)
+                raise
+            record.end_example()
+            return result
         handle.inner_test = counted
+        if known and old_settings is not None:
+            # an expected failure: found is enough, shrinking and explaining it is not needed
+            test_fn._hypothesis_internal_use_settings = _shrinkless(old_settings)
     try:
         result = yield
     except (Unsatisfiable, FailedHealthCheck) as exc:
@@ -175,9 +360,16 @@ def pytest_runtest_call(item: pytest.Item):
     finally:
         if inner is not None:
             handle.inner_test = inner
+            if known and old_settings is not None:
+                test_fn._hypothesis_internal_use_settings = old_settings
         set_aside = sum(record.unsupported.values())
-        item.user_properties.append(("examples", record.examples - set_aside))
+        item.user_properties.append(("examples", record.examples))
+        if record.replays:
+            item.user_properties.append(("replays", record.replays))
+        item.user_properties.append(("comparisons", record.comparisons))
         item.user_properties.append(("worst_margin", record.worst_margin))
+        if record.failure is not None:
+            item.user_properties.append(("failure", record.failure))
         if set_aside:
             item.user_properties.append(("unsupported_examples", set_aside))
             item.user_properties.append(("unsupported_reasons", unsupported_summary(record)))
@@ -188,7 +380,7 @@ def pytest_runtest_call(item: pytest.Item):
             item.user_properties.extend(scoped.properties())
     if scoped is not None and scoped.observed:
         # every example outside the scopes passed: the test shows the known divergence
-        pytest.xfail(scoped.summary(record.examples - sum(record.unsupported.values())))
+        pytest.xfail(scoped.summary(record.examples))
     return result
 
 
@@ -204,21 +396,42 @@ def unsupported_summary(record: Record, shown: int = 3) -> str:
 
 
 def reproduce_command(config: pytest.Config, nodeid: str, spec: str | None) -> str:
-    """One command that re-runs a test on the same backend, profile and seed."""
+    """One command that re-runs a test on the same backend, profile and seed; a backend
+    imported from outside the repository gets its directory on PYTHONPATH."""
     parts = ["python", "-m", "pytest", nodeid, "--device", config.getoption("--device")]
+    prefix = _external_path(config, spec)
     if spec:
         parts += ["--backend", spec]
     parts += ["--hypothesis-profile", settings.get_current_profile_name()]
     seed = config.getoption("hypothesis_seed", None)
     if seed is not None:
         parts += ["--hypothesis-seed", str(seed)]
-    return shlex.join(parts)
+    return (f"PYTHONPATH={shlex.quote(prefix)} " if prefix else "") + shlex.join(parts)
+
+
+def _external_path(config: pytest.Config, spec: str | None) -> str | None:
+    """The directory a backend module outside the repository is imported from, else None."""
+    sel = config.stash[_STATE]["selected"].get(spec) if spec else None
+    module = sys.modules.get(sel.cls.__module__) if sel is not None and sel.cls else None
+    path = getattr(module, "__file__", None)
+    if path is None:
+        return None
+    top = Path(path).resolve().parents[sel.cls.__module__.count(".")]
+    root = Path(str(config.rootpath)).resolve()
+    if top == root or root in top.parents:
+        return None
+    if "site-packages" in top.parts or "dist-packages" in top.parts:
+        return None  # installed: importable as it is
+    return str(top)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     rep = yield
     spec = item_key(item)[0]
+    if rep.when == "call" or not rep.passed:
+        rep.user_properties.append(("key", row_key(item)))
+        rep.user_properties.append(("peak_rss_mb", _peak_rss_mb()))
     if rep.failed and spec:
         cmd = reproduce_command(item.config, item.nodeid, spec)
         rep.sections.append(("touchstone: reproduce", cmd))
@@ -226,23 +439,94 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     return rep
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory so far, MiB (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_handlecrashitem(crashitem: str, report: pytest.TestReport, sched) -> None:
+    """xdist lost the worker running ``crashitem``: name what happened (the worker's timeout
+    record, else its faulthandler output), the example it was running and its key."""
+    state = _config.stash[_STATE]
+    run_dir, worker = state["run_dir"], report.node.gateway.id
+    timeout = runlog.read_json(run_dir / f"timeout-{worker}.json") or {}
+    if timeout.get("nodeid") == crashitem:
+        what = f"timed out after {timeout['seconds']:g} s"
+        (run_dir / f"timeout-{worker}.json").unlink(missing_ok=True)
+    else:
+        what = "crashed: " + _fault(run_dir / f"faults-{worker}.log")
+        (run_dir / f"faults-{worker}.log").write_text("")  # the next crash's own line
+    report.user_properties.append(("ended", what))
+    draws = runlog.last_example(run_dir / f"examples-{worker}.jsonl", crashitem)
+    if draws is not None:
+        report.user_properties.append(("failure", {"error": what, "draws": draws}))
+    key = _crashed_key(run_dir, crashitem)
+    if key is not None:
+        report.user_properties.append(("key", key))
+        spec = key[0]
+        if spec:
+            report.user_properties.append(("reproduce",
+                                           reproduce_command(_config, crashitem, spec)))
+
+
+def _fault(path: Path) -> str:
+    """What a worker's faulthandler wrote first ('Fatal Python error: Segmentation fault'),
+    or that it wrote nothing."""
+    try:
+        lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+    except OSError:
+        lines = []
+    if lines:
+        return lines[0]
+    return "the worker process ended with no Python error (os._exit, abort or a kill signal)"
+
+
+def _crashed_key(run_dir: Path, nodeid: str) -> list | None:
+    for path in sorted(run_dir.glob("keys-*.json")):
+        keys = runlog.read_json(path) or {}
+        if nodeid in keys:
+            return keys[nodeid]
+    return None
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    state = _config.stash[_STATE] if _config else None
-    if state is None:
+    """The controller keeps each result as it arrives: in memory, appended to the run's
+    journal, and in the certificates, rewritten (marked incomplete) after each."""
+    if _config is None or _is_worker(_config):
         return
+    state = _config.stash[_STATE]
     entry = report_entry(report)
-    if entry is not None:
-        state["results"].append(entry)
+    if entry is None:
+        return
+    state["results"].append(entry)
+    runlog.append_row(state["journal"], entry)
+    if _config.getoption("--certify"):
+        _write_certificates(_config, complete=False)
 
 
 def report_entry(rep: pytest.TestReport) -> dict | None:
-    """The report row of one test phase, or None when the phase says nothing new."""
-    if rep.when == "call" or (rep.when == "setup" and not rep.passed):
+    """The report row of one test phase, or None when the phase says nothing new. A crashed
+    test's report (xdist's, phase '???') is its row."""
+    if rep.when in ("call", "???") or (rep.when == "setup" and not rep.passed):
         return {"nodeid": rep.nodeid, "when": rep.when, "outcome": rep.outcome,
                 "wasxfail": getattr(rep, "wasxfail", None),
-                "longrepr": rep.longreprtext if not rep.passed else "",
+                "error": _error_line(rep) if not rep.passed else "",
                 "props": dict(rep.user_properties)}
     return None
+
+
+def _error_line(rep: pytest.TestReport) -> str:
+    """The exception line pytest recorded for a failure ('AssertionError: ...'), or a skip's
+    reason: pytest's own structured fields, not its printed text."""
+    longrepr = rep.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:  # a skip: (path, line, reason)
+        return str(longrepr[2])
+    crash = getattr(longrepr, "reprcrash", None)
+    if crash is not None:
+        return crash.message
+    return str(longrepr or "")
 
 
 _config: pytest.Config | None = None
@@ -250,19 +534,50 @@ _config: pytest.Config | None = None
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
+    """After every plugin's configure (pytest's faulthandler too): a process that runs tests
+    writes its fatal errors to the run directory, for the controller to name a crash."""
     global _config
     _config = session.config
+    state = session.config.stash[_STATE]
+    if state.get("examples") is not None:
+        state["faults"] = (state["run_dir"] / f"faults-{state['worker']}.log").open("a")
+        faulthandler.enable(file=state["faults"], all_threads=False)
+
+
+def _write_certificates(config: pytest.Config, complete: bool) -> list[Path]:
+    state = config.stash[_STATE]
+    run = {"complete": complete, "selection": report.selection(config),
+           "collected": state.get("collected"), "isolated": state.get("isolated", False),
+           "timeout_s": test_timeout(config), "run_dir": str(state["run_dir"])}
+    return report.write_all(config, state["selected"], state["results"],
+                            config.getoption("--report-dir"), run)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
-    if not config.getoption("--certify"):
+    if _is_worker(config):
         return
     state = config.stash[_STATE]
-    items = {i.nodeid: i for i in session.items}
-    written = report.write_all(config, state["selected"], state["results"], items,
-                               config.getoption("--report-dir"))
-    tr = config.pluginmanager.get_plugin("terminalreporter")
-    if tr is not None:
-        for path in written:
-            tr.write_line(f"touchstone: wrote {path}")
+    _timed_out_here(state)
+    interrupted = exitstatus == pytest.ExitCode.INTERRUPTED or session.shouldstop
+    if config.getoption("--certify"):
+        written = _write_certificates(config, complete=not interrupted)
+        tr = config.pluginmanager.get_plugin("terminalreporter")
+        if tr is not None:
+            for path in written:
+                tr.write_line(f"touchstone: wrote {path}")
+    if not interrupted and state["run_dir"] is not None:
+        shutil.rmtree(state["run_dir"], ignore_errors=True)
+
+
+def _timed_out_here(state: dict) -> None:
+    """A test this process timed out itself (no workers) gets its row."""
+    if state["run_dir"] is None:
+        return
+    timeout = runlog.read_json(state["run_dir"] / "timeout-main.json")
+    if timeout and not any(r["nodeid"] == timeout["nodeid"] for r in state["results"]):
+        keys = runlog.read_json(state["run_dir"] / "keys-main.json") or {}
+        what = f"timed out after {timeout['seconds']:g} s"
+        state["results"].append({
+            "nodeid": timeout["nodeid"], "when": "???", "outcome": "failed", "wasxfail": None,
+            "error": what, "props": {"ended": what, "key": keys.get(timeout["nodeid"])}})

@@ -1,5 +1,6 @@
 """What one property test recorded: comparisons, worst margin, examples, examples set aside,
-and the drawn values an argument the backend lacks replaced.
+the drawn values an argument the backend lacks replaced, and each example's draws (the last
+failing example's draws are the counterexample: Hypothesis replays the shrunk one last).
 
 The plugin starts a fresh record before each test; the tolerance policy adds every comparison
 to it; the report reads it.
@@ -29,16 +30,48 @@ class Comparison:
 
 @dataclass
 class Record:
-    """Comparisons and examples of one test (the report reads it)."""
+    """Comparisons and examples of one test (the report reads it). ``examples``: the examples
+    that reached the backend and were checked, up to and including the first failure;
+    ``replays``: the examples run after it (shrinking, explaining); ``rejected``: examples
+    set aside (unsupported arguments, kinks)."""
 
     examples: int = 0
+    replays: int = 0
+    rejected: int = 0
     worst_margin: float = 0.0
     comparisons: int = 0
     notes: list[str] = field(default_factory=list)
+    #: the current example's draws: (label, value as text)
+    draws: list[tuple[str, str]] = field(default_factory=list)
+    #: the last failing example: {"error": 'Type: message', "draws": [[label, value], ...]}
+    failure: dict[str, Any] | None = None
+    #: called with each draw (label, text) and at each example's start (None, None)
+    on_draw: Any = None
     unsupported: Counter[str] = field(default_factory=Counter)  # examples set aside, by reason
     #: (component, argument, drawn value as text, or None where the draw was the fixed value)
     #: -> examples, for each argument the backend lacks (Backend.lacks)
     lacked: Counter[tuple[str, str, str | None]] = field(default_factory=Counter)
+
+    def begin_example(self) -> None:
+        self.draws = []
+        if self.on_draw is not None:
+            self.on_draw(None, None)
+
+    def note_draw(self, label: str | None, value: Any) -> None:
+        text = draw_text(value)
+        self.draws.append((label or f"draw {len(self.draws) + 1}", text))
+        if self.on_draw is not None:
+            self.on_draw(*self.draws[-1])
+
+    def end_example(self, error: BaseException | None = None) -> None:
+        """An example that reached its checks ended: passed (``error`` None) or failed."""
+        if self.failure is None:
+            self.examples += 1
+        else:
+            self.replays += 1
+        if error is not None:
+            self.failure = {"error": error_text(error),
+                            "draws": [list(d) for d in self.draws]}
 
     def add(self, c: Comparison) -> None:
         self.comparisons += 1
@@ -60,6 +93,20 @@ def same_value(a: Any, b: Any) -> bool:
         return bool(a == b)
     except (TypeError, ValueError):
         return False
+
+
+def error_text(exc: BaseException, limit: int = 500) -> str:
+    """'Type: first lines of the message' of an exception."""
+    msg = str(exc).strip()
+    text = f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
+def draw_text(value: Any, limit: int = 300) -> str:
+    """A drawn value for a counterexample: repr, arrays in full up to ``limit`` characters."""
+    with np.printoptions(threshold=50, precision=17):
+        text = repr(value)
+    return text if len(text) <= limit else text[:limit] + " ..."
 
 
 def value_text(value: Any) -> str:

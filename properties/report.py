@@ -12,7 +12,6 @@ import datetime as dt
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 from collections import Counter
@@ -22,17 +21,29 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
-OUTCOMES = ("passed", "failed", "known divergence", "known divergence now passes",
-            "unsupported", "unavailable", "skipped")
+OUTCOMES = ("passed", "failed", "timed out", "crashed", "known divergence",
+            "known divergence now passes", "known divergence not observed", "unsupported",
+            "unavailable", "skipped")
+#: outcomes whose examples ran on the backend
+RAN = ("passed", "failed", "timed out", "crashed", "known divergence",
+       "known divergence now passes", "known divergence not observed")
 
 
 def classify(entry: dict) -> tuple[str, str]:
-    """(outcome, reason) of one result row. A test with a scoped known divergence that passed
-    either had examples in the scope, all right ('known divergence now passes'), or none."""
-    if entry["wasxfail"] is not None:
-        return ("known divergence now passes", entry["wasxfail"]) if entry["outcome"] == "passed" \
-            else ("known divergence", entry["wasxfail"])
+    """(outcome, reason) of one result row. A test whose process was lost is 'timed out' or
+    'crashed'. An unscoped known divergence that passed is 'not observed' (nothing says its
+    examples reached the divergent range); a scoped one whose examples in its scope all passed
+    'now passes'. A failure's reason is its error."""
     props = entry.get("props", {})
+    ended = props.get("ended")
+    if ended:
+        return ("timed out", ended) if ended.startswith("timed out") else \
+            ("crashed", ended.removeprefix("crashed: "))
+    if entry["wasxfail"] is not None:
+        if entry["outcome"] == "passed":
+            return ("known divergence not observed",
+                    f"not observed in {props.get('examples', 0)} examples: {entry['wasxfail']}")
+        return "known divergence", entry["wasxfail"]
     if entry["outcome"] == "passed" and "scoped_divergence" in props:
         scope, n = props["scoped_divergence"], props.get("in_scope_examples", 0)
         if n:
@@ -40,32 +51,25 @@ def classify(entry: dict) -> tuple[str, str]:
                     f"not observed in the {n} examples in its scope ({scope})")
         return "passed", f"no example fell in the scope of its known divergence ({scope})"
     if entry["outcome"] == "skipped":
-        text = entry["longrepr"]
-        reason = text.split("Skipped: ", 1)[-1].strip().strip("')\"")
+        reason = entry["error"].removeprefix("Skipped: ").strip()
         for kind in ("unsupported", "unavailable"):
-            if f"{kind}: " in reason:
-                return kind, reason.split(f"{kind}: ", 1)[1]
+            if reason.startswith(f"{kind}: "):
+                return kind, reason.removeprefix(f"{kind}: ")
         return "skipped", reason
+    if entry["outcome"] == "failed":
+        failure = props.get("failure")
+        return "failed", failure["error"] if failure else entry["error"]
     return entry["outcome"], ""
 
 
-def counterexample(longrepr: str, limit: int = 60) -> str:
-    """The error lines and each falsifying example with its draws, from a failure's text
-    (pytest's 'E' lines, or the '|' lines of an exception group)."""
-    lines = [re.sub(r"^(E {0,3}|\s*(\|\s?)+)", "", ln).rstrip() for ln in longrepr.splitlines()]
-    keep: list[str] = []
-    in_example = False
-    for ln in lines:
-        text = ln.strip()
-        if text.startswith(("Falsifying example", "Failing test case", "Failing explicit example")):
-            in_example = True
-        if in_example:
-            keep.append(ln)
-            if text.startswith("You can reproduce") or text.startswith("Explanation"):
-                in_example = False
-        elif re.match(r"^[\w.]*(Error|Exception|HealthCheck)\b.*:", text):
-            keep.append(text)
-    return "\n".join(keep[:limit])
+def counterexample(entry: dict) -> str:
+    """The failing example as the test recorded it: its error, then every draw of the last
+    failing example (after shrinking, the minimal one), 'label = value' per line."""
+    failure = entry.get("props", {}).get("failure")
+    if not failure:
+        return entry.get("error", "")
+    lines = [failure["error"], *(f"{label} = {value}" for label, value in failure["draws"])]
+    return "\n".join(lines)
 
 
 def _git_commit() -> str:
@@ -76,35 +80,80 @@ def _git_commit() -> str:
         return ""
 
 
-def build(config: pytest.Config, sel, rows: list[dict]) -> dict[str, Any]:
-    backend = None
-    try:
-        backend = sel.get()
-    except Exception:  # noqa: BLE001 - an unavailable backend still gets a report
-        pass
+_VERSIONS: dict[str, dict[str, str]] = {}
+
+
+def _versions(sel) -> dict[str, str]:
+    """The backend's framework versions, asked once per run."""
+    if sel.spec not in _VERSIONS:
+        try:
+            _VERSIONS[sel.spec] = sel.get().versions()
+        except Exception:  # noqa: BLE001 - an unavailable backend still gets a report
+            _VERSIONS[sel.spec] = {}
+    return _VERSIONS[sel.spec]
+
+
+def selection(config: pytest.Config) -> str:
+    """The run's selection in words ('-k relu', 'properties/test_cnn.py'), '' for the whole
+    property suite."""
+    parts = []
+    if config.option.keyword:
+        parts.append(f"-k {config.option.keyword!r}")
+    if config.option.markexpr:
+        parts.append(f"-m {config.option.markexpr!r}")
+    parts += [f"--deselect {d}" for d in (getattr(config.option, "deselect", None) or [])]
+    if getattr(config.option, "lf", False) or getattr(config.option, "last_failed_no_failures",
+                                                          "all") == "none":
+        parts.append("--last-failed")
+    root = Path(str(config.rootpath))
+    for arg in config.args:
+        path = Path(arg.split("::")[0])
+        path = path if path.is_absolute() else Path(config.invocation_params.dir) / path
+        if "::" in arg or path.is_file() or (path.resolve() != root.resolve()
+                                             and path.resolve() != (root / "properties").resolve()):
+            parts.append(arg)
+    return " ".join(parts)
+
+
+def build(config: pytest.Config, sel, rows: list[dict], run: dict[str, Any]) -> dict[str, Any]:
     results = []
     for r in rows:
         outcome, reason = classify(r)
         props = r["props"]
-        ran = outcome not in ("unsupported", "unavailable", "skipped")
+        ran = outcome in RAN
+        # a failure that is not a comparison's (an error, a timeout) has no margin: its
+        # reason says why
+        checked = ran and props.get("comparisons", 1) > 0 and not (
+            outcome in ("failed", "timed out", "crashed")
+            and (props.get("worst_margin") or 0) <= 1)
         results.append({
             "test": r["test"], "variant": r["variant"], "component": r["component"],
             "dtype": r["dtype"],
             "nodeid": r["nodeid"], "outcome": outcome, "reason": reason,
             "examples": props.get("examples", 0) if ran else 0,
+            "replays": props.get("replays", 0) if ran else 0,
             "unsupported_examples": props.get("unsupported_examples", 0) if ran else 0,
             "unsupported_reasons": props.get("unsupported_reasons", "") if ran else "",
-            "worst_margin": props.get("worst_margin") if ran else None,
+            "worst_margin": props.get("worst_margin") if checked else None,
             "in_scope_examples": props.get("in_scope_examples"),
             "divergent_examples": props.get("divergent_examples"),
-            "counterexample": counterexample(r["longrepr"]) if outcome == "failed" else "",
+            "counterexample": counterexample(r) if outcome in ("failed", "timed out", "crashed")
+            else "",
             "reproduce": props.get("reproduce", ""),
         })
     cls = sel.cls
+    partial = bool(run["selection"])
+    status = ("partial" if partial else "complete") if run["complete"] else \
+        ("partial, incomplete" if partial else "incomplete")
+    peaks = [r["props"]["peak_rss_mb"] for r in rows if "peak_rss_mb" in r["props"]]
     return {
+        "status": status, "selection": run["selection"], "tests_recorded": len(rows),
+        "tests_collected_all_backends": run["collected"], "isolated": run["isolated"],
+        "test_timeout_s": run["timeout_s"], "run_dir": run["run_dir"],
+        "peak_rss_mb": max(peaks) if peaks else None,
         "backend": cls.name if cls else sel.spec, "spec": sel.spec, "device": sel.device,
         "id": sel.id, "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "versions": backend.versions() if backend else {},
+        "versions": _versions(sel),
         "unavailable": sel.error,
         "python": sys.version.split()[0], "platform": platform.platform(),
         "dtypes": list(cls.dtypes) if cls else [],
@@ -128,7 +177,7 @@ def lacked_arguments(lacks: dict[str, dict[str, tuple[Any, str]]], rows: list[di
     counted over the tests that ran."""
     counts: dict[tuple[str, str], Counter] = {}
     for r in rows:
-        if classify(r)[0] in ("unsupported", "unavailable", "skipped"):
+        if classify(r)[0] not in RAN:
             continue
         for component, arg, text, n in r["props"].get("lacked_arguments", ()):
             counts.setdefault((component, arg), Counter())[text] += n
@@ -176,6 +225,8 @@ def known_divergence(kd) -> dict[str, Any]:
 def _examples(r: dict) -> str:
     n = r["unsupported_examples"]
     text = f"{r['examples']} (+{n} unsupported)" if n else str(r["examples"])
+    if r.get("replays"):
+        text += f", {r['replays']} replayed"
     if r.get("divergent_examples"):
         text += f", {r['divergent_examples']} diverged"
     return text
@@ -187,15 +238,41 @@ def _property(r: dict) -> str:
 
 
 def _margin(m) -> str:
-    return "" if m is None else f"{m:.3g}"
+    return "—" if m is None else f"{m:.3g}"
+
+
+def _result(r: dict, limit: int = 100) -> str:
+    """The outcome, and for a failure, timeout or crash its reason, cut to ``limit``."""
+    if r["outcome"] not in ("failed", "timed out", "crashed") or not r["reason"]:
+        return r["outcome"]
+    reason = " ".join(r["reason"].split()).replace("|", "\\|")
+    reason = reason if len(reason) <= limit else reason[:limit] + " ..."
+    return f"{r['outcome']}: {reason}"
+
+
+_STATUS_TEXT = {
+    "complete": "",
+    "incomplete": "**Incomplete:** the run did not finish (interrupted, killed, or still "
+                  "running); these are the {n} tests that finished.",
+    "partial": "**Partial:** only the tests selected by `{sel}` ran; not a certification of "
+               "the whole suite.",
+    "partial, incomplete": "**Partial and incomplete:** only the tests selected by `{sel}` "
+                           "ran, and the run did not finish; these are the {n} that did.",
+}
 
 
 def markdown(rep: dict[str, Any]) -> str:
     out = [f"# Touchstone certificate: {rep['id']}", ""]
+    note = _STATUS_TEXT[rep["status"]].format(n=rep["tests_recorded"], sel=rep["selection"])
+    if note:
+        out += [note, ""]
     env = [("backend", rep["spec"]), ("device", rep["device"]), ("date", rep["date"]),
            ("commit", rep["commit"]), ("python", rep["python"]), ("platform", rep["platform"]),
            *[(k, v) for k, v in rep["versions"].items()], ("dtypes", ", ".join(rep["dtypes"])),
-           ("Hypothesis profile", rep["profile"]), ("seed", rep["seed"]), ("command", rep["command"])]
+           ("Hypothesis profile", rep["profile"]), ("seed", rep["seed"]), ("command", rep["command"]),
+           ("status", rep["status"]), ("test timeout", f"{rep['test_timeout_s']:g} s"),
+           ("crash isolation", "xdist workers" if rep["isolated"] else "none (-n 0)"),
+           ("peak memory of a test process", f"{rep['peak_rss_mb']} MiB")]
     out += ["| | |", "|---|---|", *[f"| {k} | `{v}` |" for k, v in env], ""]
     if rep["unavailable"]:
         out += [f"**Unavailable:** {rep['unavailable']}", ""]
@@ -226,7 +303,7 @@ def markdown(rep: dict[str, Any]) -> str:
     out += ["## Results", "", "| component | property | dtype | result | examples | worst margin |",
             "|---|---|---|---|---|---|"]
     for r in rep["results"]:
-        out.append(f"| {r['component'] or ''} | {_property(r)} | {r['dtype'] or ''} | {r['outcome']} "
+        out.append(f"| {r['component'] or ''} | {_property(r)} | {r['dtype'] or ''} | {_result(r)} "
                    f"| {_examples(r)} | {_margin(r['worst_margin'])} |")
     scoped = [r for r in rep["results"] if r.get("in_scope_examples") is not None]
     if scoped:
@@ -236,12 +313,15 @@ def markdown(rep: dict[str, Any]) -> str:
         out += [f"- {r['component'] or ''} {_property(r)} {r['dtype'] or ''}: {r['outcome']}: "
                 f"{r['divergent_examples']} of {r['examples']} examples diverged, "
                 f"{r['in_scope_examples']} in the scope" for r in scoped]
-    failures = [r for r in rep["results"] if r["outcome"] == "failed"]
+    failures = [r for r in rep["results"] if r["outcome"] in ("failed", "timed out", "crashed")]
     if failures:
-        out += ["", "## Failures", ""]
+        out += ["", "## Failures", "",
+                "Each with its error and the draws of the example that showed it (after "
+                "shrinking, the minimal one; for a timeout or crash, the example it was running).",
+                ""]
         for r in failures:
-            out += [f"### {r['nodeid']}", "", "```", r["counterexample"], "```", "",
-                    f"Reproduce: `{r['reproduce']}`", ""]
+            out += [f"### {r['nodeid']}", "", f"{r['outcome']}", "", "```", r["counterexample"],
+                    "```", "", f"Reproduce: `{r['reproduce']}`", ""]
     aside = [r for r in rep["results"] if r["unsupported_examples"]]
     if aside:
         out += ["", "## Examples set aside as unsupported", "",
@@ -276,28 +356,45 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_all(config: pytest.Config, selected: dict, results: list[dict], items: dict,
-              report_dir: str) -> list[Path]:
-    """Write one md + json report per selected backend; return the paths written."""
+def certificate_paths(report_dir: Path, backend_id: str, status: str) -> tuple[Path, Path]:
+    """(json, md) of a certificate: <id> when complete, <id>.incomplete while a whole-suite
+    run has not finished, <id>.partial for a selection (never over a complete certificate)."""
+    name = backend_id.replace(":", "_").replace("/", "_")
+    name += {"complete": "", "incomplete": ".incomplete"}.get(status, ".partial")
+    return report_dir / f"{name}.json", report_dir / f"{name}.md"
+
+
+def write_all(config: pytest.Config, selected: dict, results: list[dict], report_dir: str,
+              run: dict[str, Any]) -> list[Path]:
+    """Write one md + json certificate per selected backend from the result rows (each
+    carries its key, properties.plugin.row_key); return the paths written."""
     by_spec: dict[str, list[dict]] = {s: [] for s in selected}
     for entry in results:
-        item = items.get(entry["nodeid"])
-        if item is None:
+        key = entry["props"].get("key")
+        if not key or key[0] not in by_spec:
             continue
-        spec, test, component, dtype = item_key(item)
-        if spec in by_spec:
-            params = getattr(getattr(item, "callspec", None), "params", {})
-            variant = ", ".join(f"{k}={v}" for k, v in params.items()
-                                if k not in ("backend", "dtype", "component"))
-            by_spec[spec].append({**entry, "test": test, "variant": variant,
-                                  "component": component, "dtype": dtype})
+        spec, test, component, dtype, variant = key
+        by_spec[spec].append({**entry, "test": test, "variant": variant,
+                              "component": component, "dtype": dtype})
     out_dir = Path(report_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for spec, rows in by_spec.items():
-        rep = build(config, selected[spec], rows)
-        base = out_dir / rep["id"].replace(":", "_").replace("/", "_")
-        _atomic_write(base.with_suffix(".json"), json.dumps(rep, indent=1, default=str) + "\n")
-        _atomic_write(base.with_suffix(".md"), markdown(rep))
-        written += [base.with_suffix(".json"), base.with_suffix(".md")]
+        rep = build(config, selected[spec], rows, run)
+        json_path, md_path = certificate_paths(out_dir, rep["id"], rep["status"])
+        _atomic_write(json_path, json.dumps(rep, indent=1, default=str) + "\n")
+        _atomic_write(md_path, markdown(rep))
+        written += [json_path, md_path]
+        if rep["status"] == "complete":
+            for stale in certificate_paths(out_dir, rep["id"], "incomplete"):
+                stale.unlink(missing_ok=True)
     return written
+
+
+def load(report_dir: Path | str, backend_id: str) -> dict[str, Any]:
+    """The certificate of ``backend_id`` in ``report_dir``, whatever its status."""
+    for status in ("complete", "partial", "incomplete"):
+        path = certificate_paths(Path(report_dir), backend_id, status)[0]
+        if path.exists():
+            return json.loads(path.read_text())
+    raise FileNotFoundError(f"no certificate of {backend_id} in {report_dir}")

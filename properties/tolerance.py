@@ -109,6 +109,8 @@ def compare(what: str, actual: np.ndarray, expected: np.ndarray, dtype: str,
     margin = float(ratio[i])
     detail = (f"worst at index {tuple(int(k) for k in i)}: got {a[i]!r}, expected {e[i]!r}, "
               f"error {err[i]:.3g}, tolerance {tol[i]:.3g}")
+    if not np.isfinite(a[i]) and np.isfinite(e[i]):
+        detail = "non-finite value where the oracle is finite; " + detail
     return Comparison(what, margin, detail)
 
 

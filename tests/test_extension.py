@@ -4,12 +4,13 @@ backend, and the consistency checks see it."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from properties import report as certificate
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,7 +26,7 @@ def test_mish_registered_from_outside_is_certified(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for report in ("numpy-cpu", "torch-extended-cpu", "jax-extended-cpu"):
-        rows = json.loads((tmp_path / f"{report}.json").read_text())["results"]
+        rows = certificate.load(tmp_path, report)["results"]
         got = {(r["test"], r["dtype"]): r["outcome"] for r in rows if r["component"] == "mish"}
         assert {t for t, _ in got} == {"test_forward", "test_vjp"}, (report, got)
         assert set(got.values()) == {"passed"}, (report, got)

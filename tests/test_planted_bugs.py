@@ -44,7 +44,7 @@ def planted_run(tmp_path_factory) -> dict[str, dict]:
            "--hypothesis-profile", "planted", "--backend", ",".join(specs), "--certify",
            "--report-dir", str(out), "-k", only]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1800)
-    reports = {p.stem: json.loads(p.read_text()) for p in out.glob("*.json")}
+    reports = {rep["id"]: rep for rep in (json.loads(p.read_text()) for p in out.glob("*.json"))}
     assert reports, f"the planted run wrote no report:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return reports
 

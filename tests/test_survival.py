@@ -1,0 +1,133 @@
+"""A certification survives its backends: every misbehaviour of tests/misbehaving.py gets its
+named outcome while the correct backend's results stay intact; a certification killed midway
+leaves what finished, marked incomplete; workers (-n 2) and a serial run certify alike."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from properties import report
+from tests.misbehaving import MISBEHAVING
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPONENTS = sorted(set(MISBEHAVING.values()))
+ONLY = f"test_forward and not tail and ({' or '.join(COMPONENTS)})"
+
+
+def certify(backends: str, out: Path, *extra: str, only: str = ONLY,
+            timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "properties/test_components.py", "-q", "-p",
+         "no:cacheprovider", "--hypothesis-profile", "ci", "-k", only, "--backend", backends,
+         "--certify", "--report-dir", str(out), *extra],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def survived(tmp_path_factory) -> dict[str, dict]:
+    out = tmp_path_factory.mktemp("survival")
+    specs = ["tests.misbehaving:Numpy32",
+             *(f"tests.misbehaving:{cls.__name__}" for cls in MISBEHAVING)]
+    proc = certify(",".join(specs), out, "-n", "2", "--test-timeout", "60")
+    reports = {rep["id"]: rep for rep in (json.loads(p.read_text()) for p in out.glob("*.json"))}
+    assert len(reports) == len(specs), proc.stdout[-3000:] + proc.stderr[-3000:]
+    return reports
+
+
+def _rows(rep: dict, component: str) -> list[dict]:
+    return [r for r in rep["results"] if r["component"] == component]
+
+
+def test_the_correct_backend_is_intact(survived):
+    rep = survived["numpy32-cpu"]
+    assert rep["summary"] == {"passed": len(rep["results"])}, rep["summary"]
+    assert {r["component"] for r in rep["results"]} == set(COMPONENTS)
+    assert all(r["examples"] > 0 and r["worst_margin"] <= 1 for r in rep["results"])
+
+
+EXPECTED = {
+    "raises": ("failed", "BackendError: raises-cpu: relu raised RuntimeError: relu kernel not "
+                         "implemented"),
+    "returns-list": ("failed", "BackendError: returns-list-cpu: gelu returned list, not an array"),
+    "wrong-shape": ("failed", "AssertionError: sigmoid forward: margin inf > 1"),
+    "non-finite": ("failed", "AssertionError: softplus forward: margin inf > 1"),
+    "mutates": ("failed", "BackendError: mutates-cpu: silu mutated input 0 (x)"),
+    "hangs": ("timed out", "timed out after 60 s"),
+    "exits": ("crashed", "the worker process ended with no Python error"),
+    "segfaults": ("crashed", "Fatal Python error: Segmentation fault"),
+}
+
+
+@pytest.mark.parametrize("cls", list(MISBEHAVING), ids=lambda c: c.name)
+def test_each_misbehaviour_has_its_named_outcome(survived, cls):
+    rep = survived[f"{cls.name}-cpu"]
+    component = MISBEHAVING[cls]
+    broken = _rows(rep, component)
+    if cls.name == "wrong-dtype":  # float64 calls get float64: only float32 is wrong
+        by_dtype = {r["dtype"]: r for r in broken}
+        assert by_dtype["float64"]["outcome"] == "passed"
+        broken = [by_dtype["float32"]]
+        want = ("failed", "BackendError: wrong-dtype-cpu: tanh returned float64 for a float32 "
+                          "call")
+    else:
+        want = EXPECTED[cls.name]
+    assert broken
+    for r in broken:
+        assert (r["outcome"], r["reason"][:len(want[1])]) == want, r
+        assert r["counterexample"] and r["reproduce"], r
+        if r["outcome"] == "failed":
+            assert r["worst_margin"] is None or r["worst_margin"] > 1, r
+    # the example that caused it: its draws (a crash or timeout: the example it was running)
+    assert any("\n" in r["counterexample"] for r in broken), broken
+    if cls.name == "non-finite":
+        assert any("non-finite" in r["reason"] for r in broken), broken
+    others = [r for r in rep["results"] if r["component"] != component]
+    assert others and all(r["outcome"] == "passed" for r in others), \
+        [(r["nodeid"], r["outcome"]) for r in others if r["outcome"] != "passed"]
+
+
+def test_a_killed_certification_leaves_an_incomplete_certificate(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "properties/test_components.py", "-q", "-p",
+         "no:cacheprovider", "--hypothesis-profile", "ci", "--backend",
+         "tests.misbehaving:Numpy32", "--certify", "--report-dir", str(tmp_path)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    path = tmp_path / "numpy32-cpu.partial.json"  # one file of properties: a selection
+    deadline = time.monotonic() + 600
+    rows = 0
+    while time.monotonic() < deadline and rows < 10:
+        time.sleep(0.5)
+        try:
+            rows = len(json.loads(path.read_text())["results"])
+        except (OSError, ValueError, KeyError):
+            rows = 0
+        assert proc.poll() is None, "the run ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert rows >= 10
+    rep = report.load(tmp_path, "numpy32-cpu")
+    assert rep["status"] == "partial, incomplete" and len(rep["results"]) >= 10
+    assert not (tmp_path / "numpy32-cpu.json").exists()
+    assert (tmp_path / "numpy32-cpu.partial.md").read_text().splitlines()[2].startswith(
+        "**Partial and incomplete:**")
+
+
+def test_workers_and_a_serial_run_certify_alike(tmp_path):
+    only = "(test_forward or test_vjp) and (tanh or softmax or cross_entropy or dense)"
+    runs = {}
+    for n in ("0", "2"):
+        out = tmp_path / f"n{n}"
+        proc = certify("tests.misbehaving:Numpy32", out, "-n", n, only=only)
+        assert proc.returncode == 0, proc.stdout[-3000:]
+        rep = report.load(out, "numpy32-cpu")
+        runs[n] = sorted((r["nodeid"], r["outcome"], r["examples"], r["unsupported_examples"],
+                          r["worst_margin"]) for r in rep["results"])
+    assert runs["0"] and runs["0"] == runs["2"]
