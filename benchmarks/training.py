@@ -2,7 +2,7 @@
 to one core, backends loaded and cached per process, and a training runner over the backend
 interface for any reference.network architecture.
 
-How it is measured (see shared/BENCHMARKING.md for why):
+How it is measured (see docs/BENCHMARKING.md for why):
 
 - asv_runner 0.3.x calls ``setup`` before every sample, so backends, data, optimizer state
   and jitted functions are built once per process in a module-level cache keyed on the
