@@ -3,14 +3,17 @@
 Options: --backend (comma list of short names, module:Class paths or entry points),
 --device (cpu, cuda/gpu), --certify (write reports/<backend>-<device>.md and .json),
 --require-backends (or TOUCHSTONE_REQUIRE_BACKENDS=1: an unavailable backend fails instead
-of being skipped), --test-timeout (seconds a test may run; the profile's TIMEOUTS default).
-Profiles: dev (default), ci, planted, thorough.
+of being skipped), --test-timeout (seconds a test may run; the profile's TIMEOUTS default),
+--replay-failures (failed tests a certification replays in a fresh process), --run-dir (keep
+the run directory there). Profiles: dev (default), ci, planted, thorough.
 
 A certification survives its backend: it runs the tests in pytest-xdist workers (one, unless
 -n asks for more), so a test that crashes its process or runs past its time ends only its
 worker, which xdist replaces; the controller records every result as it arrives
 (properties.runlog) and rewrites the certificates after each, marked incomplete until the run
-ends.
+ends. A failure that does not come back when its example is replayed, by Hypothesis in the
+same process or by its reproduce command in a fresh one after the tests, is *flaky*
+(properties.flaky).
 """
 
 from __future__ import annotations
@@ -28,11 +31,11 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, Phase, settings
-from hypothesis.errors import FailedHealthCheck, Unsatisfiable, UnsatisfiedAssumption
+from hypothesis.errors import FailedHealthCheck, Flaky, Unsatisfiable, UnsatisfiedAssumption
 
 from backends.base import Backend, BackendUnavailable
 from backends.loader import BUILTIN, resolve
-from properties import report, runlog
+from properties import flaky, report, runlog
 from properties.record import Record, start_record
 from properties.report import item_key
 from properties.scoped import ScopedRun
@@ -51,6 +54,8 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 TIMEOUTS = {"dev": 900, "ci": 600, "planted": 600, "thorough": 3600}
 #: worker restarts a certification allows (each crashed or timed-out test takes one)
 MAX_WORKER_RESTARTS = 10_000
+#: failed tests a certification replays in a fresh process (--replay-failures)
+REPLAY_FAILURES = 20
 
 DEFAULT_BACKENDS = "numpy,torch,jax"
 _STATE = pytest.StashKey[dict]()
@@ -70,6 +75,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--test-timeout", type=float, default=None,
                 help="seconds a test may run before its worker is ended and the test reported "
                      f"'timed out' (default: the profile's, {TIMEOUTS})")
+    g.addoption("--replay-failures", type=int, default=REPLAY_FAILURES, metavar="N",
+                help="with --certify, replay up to N failed tests in a fresh process after the "
+                     "run; one that passes there is reported flaky (0: none; default "
+                     f"{REPLAY_FAILURES})")
+    g.addoption("--run-dir", default=None,
+                help="keep the run directory (results.jsonl, the examples logs) in this "
+                     "directory and leave it there (default: a temporary one, removed after "
+                     "a run that ends)")
     g.addoption("--require-backends", action="store_true",
                 default=os.environ.get("TOUCHSTONE_REQUIRE_BACKENDS", "") not in ("", "0"),
                 help="fail, instead of skip, when a selected backend is unavailable")
@@ -140,12 +153,23 @@ def pytest_configure(config: pytest.Config) -> None:
     if _is_worker(config):
         run_dir, worker = runlog.worker_run_dir(), config.workerinput["workerid"]
     else:
-        run_dir, worker = runlog.make_run_dir(), "main"
+        run_dir, worker = _controller_run_dir(config), "main"
         state["journal"] = run_dir / "results.jsonl"
         state["isolated"] = bool(getattr(config.option, "numprocesses", None))
     state["run_dir"], state["worker"] = run_dir, worker
     if run_dir is not None and (_is_worker(config) or not state["isolated"]):
         state["examples"] = runlog.ExampleLog(run_dir / f"examples-{worker}.jsonl")
+
+
+def _controller_run_dir(config: pytest.Config) -> Path:
+    """--run-dir (made if missing, handed to the workers), else a fresh temporary one."""
+    given = config.getoption("--run-dir")
+    if given is None:
+        return runlog.make_run_dir()
+    path = Path(given).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    os.environ[runlog.ENV] = str(path)
+    return path
 
 
 def _check_certificate_names(selected: dict) -> None:
@@ -336,7 +360,7 @@ def pytest_runtest_call(item: pytest.Item):
                 result = scoped.call(inner, *args, **kwargs) if scoped is not None \
                     else inner(*args, **kwargs)
             except UnsatisfiedAssumption:
-                record.rejected += 1
+                record.set_aside()
                 raise
             except BaseException as exc:
                 if isinstance(exc, Exception | pytest.fail.Exception):
@@ -357,6 +381,11 @@ def pytest_runtest_call(item: pytest.Item):
                                       and "filter" not in str(exc)):
             raise
         pytest.skip(f"unsupported: every example set aside: {unsupported_summary(record)}")
+    except Flaky as exc:
+        # Hypothesis' replay of a failing example passed or failed differently: a finding
+        if flaky.is_flaky_failure(exc):
+            item.user_properties.append(("flaky", flaky.in_process(exc, record)))
+        raise
     finally:
         if inner is not None:
             handle.inner_test = inner
@@ -398,15 +427,23 @@ def unsupported_summary(record: Record, shown: int = 3) -> str:
 def reproduce_command(config: pytest.Config, nodeid: str, spec: str | None) -> str:
     """One command that re-runs a test on the same backend, profile and seed; a backend
     imported from outside the repository gets its directory on PYTHONPATH."""
-    parts = ["python", "-m", "pytest", nodeid, "--device", config.getoption("--device")]
-    prefix = _external_path(config, spec)
+    prefix, args = reproduce_args(config, nodeid, spec)
+    return (f"PYTHONPATH={shlex.quote(prefix)} " if prefix else "") + \
+        shlex.join(["python", "-m", "pytest", *args])
+
+
+def reproduce_args(config: pytest.Config, nodeid: str, spec: str | None
+                   ) -> tuple[str | None, list[str]]:
+    """(the directory PYTHONPATH needs or None, pytest's arguments) of a test's reproduce
+    command."""
+    args = [nodeid, "--device", config.getoption("--device")]
     if spec:
-        parts += ["--backend", spec]
-    parts += ["--hypothesis-profile", settings.get_current_profile_name()]
+        args += ["--backend", spec]
+    args += ["--hypothesis-profile", settings.get_current_profile_name()]
     seed = config.getoption("hypothesis_seed", None)
     if seed is not None:
-        parts += ["--hypothesis-seed", str(seed)]
-    return (f"PYTHONPATH={shlex.quote(prefix)} " if prefix else "") + shlex.join(parts)
+        args += ["--hypothesis-seed", str(seed)]
+    return _external_path(config, spec), args
 
 
 def _external_path(config: pytest.Config, spec: str | None) -> str | None:
@@ -456,7 +493,8 @@ def pytest_handlecrashitem(crashitem: str, report: pytest.TestReport, sched) -> 
         what = f"timed out after {timeout['seconds']:g} s"
         (run_dir / f"timeout-{worker}.json").unlink(missing_ok=True)
     else:
-        what = "crashed: " + _fault(run_dir / f"faults-{worker}.log")
+        what = "crashed: " + runlog.fault_line(run_dir / f"faults-{worker}.log",
+                                               "the worker process")
         (run_dir / f"faults-{worker}.log").write_text("")  # the next crash's own line
     report.user_properties.append(("ended", what))
     draws = runlog.last_example(run_dir / f"examples-{worker}.jsonl", crashitem)
@@ -469,18 +507,6 @@ def pytest_handlecrashitem(crashitem: str, report: pytest.TestReport, sched) -> 
         if spec:
             report.user_properties.append(("reproduce",
                                            reproduce_command(_config, crashitem, spec)))
-
-
-def _fault(path: Path) -> str:
-    """What a worker's faulthandler wrote first ('Fatal Python error: Segmentation fault'),
-    or that it wrote nothing."""
-    try:
-        lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
-    except OSError:
-        lines = []
-    if lines:
-        return lines[0]
-    return "the worker process ended with no Python error (os._exit, abort or a kill signal)"
 
 
 def _crashed_key(run_dir: Path, nodeid: str) -> list | None:
@@ -561,13 +587,43 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     _timed_out_here(state)
     interrupted = exitstatus == pytest.ExitCode.INTERRUPTED or session.shouldstop
     if config.getoption("--certify"):
+        if not interrupted:
+            interrupted = not _replay_failures(config)
         written = _write_certificates(config, complete=not interrupted)
-        tr = config.pluginmanager.get_plugin("terminalreporter")
-        if tr is not None:
-            for path in written:
-                tr.write_line(f"touchstone: wrote {path}")
-    if not interrupted and state["run_dir"] is not None:
+        for path in written:
+            _say(config, f"touchstone: wrote {path}")
+    if not interrupted and state["run_dir"] is not None and config.getoption("--run-dir") is None:
         shutil.rmtree(state["run_dir"], ignore_errors=True)
+
+
+def _say(config: pytest.Config, line: str) -> None:
+    tr = config.pluginmanager.get_plugin("terminalreporter")
+    if tr is not None:
+        tr.write_line(line)
+
+
+def _replay_failures(config: pytest.Config) -> bool:
+    """Replay the run's failed property tests (--replay-failures of them) by their reproduce
+    commands, each in a fresh process under the test timeout, and note what each replay saw
+    in its row; the certificates are rewritten (incomplete) after each. False: interrupted."""
+    state = config.stash[_STATE]
+    chosen = flaky.plan(state["results"], max(config.getoption("--replay-failures"), 0))
+    tr = config.pluginmanager.get_plugin("terminalreporter")
+    if chosen and tr is not None:
+        tr.write("\n")  # after the progress line of the tests
+    for i, entry in enumerate(chosen, 1):
+        _say(config, f"touchstone: replaying {i}/{len(chosen)}: {entry['nodeid']}")
+        prefix, args = reproduce_args(config, entry["nodeid"], entry["props"]["key"][0])
+        try:
+            seen = flaky.replay([sys.executable, "-m", "pytest", *args], flaky.replay_env(prefix),
+                                Path(str(config.rootpath)), entry["nodeid"], test_timeout(config))
+        except KeyboardInterrupt:
+            for rest in chosen[i - 1:]:
+                rest["props"]["replay"] = "not replayed: the run was interrupted"
+            return False
+        _say(config, f"touchstone:   {flaky.apply(entry, seen)}")
+        _write_certificates(config, complete=False)
+    return True
 
 
 def _timed_out_here(state: dict) -> None:

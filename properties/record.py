@@ -1,6 +1,8 @@
 """What one property test recorded: comparisons, worst margin, examples, examples set aside,
 the drawn values an argument the backend lacks replaced, and each example's draws (the last
-failing example's draws are the counterexample: Hypothesis replays the shrunk one last).
+failing example's draws are the counterexample: Hypothesis replays the shrunk one last). The
+first failing example and the latest example are kept as observations: when Hypothesis' replay
+of a failure does not fail (``Flaky``), they are the two sides of it.
 
 The plugin starts a fresh record before each test; the tolerance policy adds every comparison
 to it; the report reads it.
@@ -45,15 +47,22 @@ class Record:
     draws: list[tuple[str, str]] = field(default_factory=list)
     #: the last failing example: {"error": 'Type: message', "draws": [[label, value], ...]}
     failure: dict[str, Any] | None = None
+    #: the first failing example (``failure`` is overwritten by later ones), same form
+    first_failure: dict[str, Any] | None = None
+    #: the latest example: {"outcome": "passed", "failed" or "set aside", "error"?, "draws"}
+    last_example: dict[str, Any] | None = None
     #: called with each draw (label, text) and at each example's start (None, None)
     on_draw: Any = None
     unsupported: Counter[str] = field(default_factory=Counter)  # examples set aside, by reason
     #: (component, argument, drawn value as text, or None where the draw was the fixed value)
     #: -> examples, for each argument the backend lacks (Backend.lacks)
     lacked: Counter[tuple[str, str, str | None]] = field(default_factory=Counter)
+    #: the exceptions of ``first_failure`` and ``failure`` (which failure Hypothesis names)
+    _errors: dict[str, BaseException] = field(default_factory=dict, repr=False)
 
     def begin_example(self) -> None:
         self.draws = []
+        self.last_example = None
         if self.on_draw is not None:
             self.on_draw(None, None)
 
@@ -69,9 +78,29 @@ class Record:
             self.examples += 1
         else:
             self.replays += 1
-        if error is not None:
-            self.failure = {"error": error_text(error),
-                            "draws": [list(d) for d in self.draws]}
+        draws = [list(d) for d in self.draws]
+        if error is None:
+            self.last_example = {"outcome": "passed", "draws": draws}
+            return
+        self.failure = {"error": error_text(error), "draws": draws}
+        self.last_example = {"outcome": "failed", **self.failure}
+        self._errors["last"] = error
+        if self.first_failure is None:
+            self.first_failure = self.failure
+            self._errors["first"] = error
+
+    def set_aside(self) -> None:
+        """The current example was set aside (unsupported arguments, an assumption)."""
+        self.rejected += 1
+        self.last_example = {"outcome": "set aside", "draws": [list(d) for d in self.draws]}
+
+    def failure_of(self, error: BaseException) -> dict[str, Any] | None:
+        """The recorded failing example (the first or the latest) that raised ``error``."""
+        if error is self._errors.get("last"):
+            return self.failure
+        if error is self._errors.get("first"):
+            return self.first_failure
+        return None
 
     def add(self, c: Comparison) -> None:
         self.comparisons += 1

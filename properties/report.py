@@ -3,7 +3,8 @@
 Per backend: the environment, a summary, the conventions it follows, the arguments it lacks
 (fixed to one value, with the drawn values that excluded), then per component and property
 the result, examples run and worst margin (error / tolerance), and for each failure the
-counterexample and the command that reproduces it.
+counterexample and the command that reproduces it. A failure that did not come back when its
+example was replayed is *flaky*, with both observations (properties.flaky).
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
-OUTCOMES = ("passed", "failed", "timed out", "crashed", "known divergence",
+OUTCOMES = ("passed", "failed", "flaky", "timed out", "crashed", "known divergence",
             "known divergence now passes", "known divergence not observed", "unsupported",
             "unavailable", "skipped")
+#: outcomes that fail a run, each with its example in the report
+FAILING = ("failed", "flaky", "timed out", "crashed")
 #: outcomes whose examples ran on the backend
-RAN = ("passed", "failed", "timed out", "crashed", "known divergence",
+RAN = ("passed", "failed", "flaky", "timed out", "crashed", "known divergence",
        "known divergence now passes", "known divergence not observed")
 
 
@@ -33,7 +36,8 @@ def classify(entry: dict) -> tuple[str, str]:
     """(outcome, reason) of one result row. A test whose process was lost is 'timed out' or
     'crashed'. An unscoped known divergence that passed is 'not observed' (nothing says its
     examples reached the divergent range); a scoped one whose examples in its scope all passed
-    'now passes'. A failure's reason is its error."""
+    'now passes'. A failure whose replay passed (or failed differently) is 'flaky', its
+    reason what the replay did. A failure's reason is its error."""
     props = entry.get("props", {})
     ended = props.get("ended")
     if ended:
@@ -57,6 +61,8 @@ def classify(entry: dict) -> tuple[str, str]:
                 return kind, reason.removeprefix(f"{kind}: ")
         return "skipped", reason
     if entry["outcome"] == "failed":
+        if props.get("flaky"):
+            return "flaky", props["flaky"]["summary"]
         failure = props.get("failure")
         return "failed", failure["error"] if failure else entry["error"]
     return entry["outcome"], ""
@@ -64,11 +70,19 @@ def classify(entry: dict) -> tuple[str, str]:
 
 def counterexample(entry: dict) -> str:
     """The failing example as the test recorded it: its error, then every draw of the last
-    failing example (after shrinking, the minimal one), 'label = value' per line."""
-    failure = entry.get("props", {}).get("failure")
+    failing example (after shrinking, the minimal one; of a flaky test, the one that failed
+    first), 'label = value' per line."""
+    props = entry.get("props", {})
+    failure = props["flaky"]["first"] if props.get("flaky") else props.get("failure")
     if not failure:
         return entry.get("error", "")
-    lines = [failure["error"], *(f"{label} = {value}" for label, value in failure["draws"])]
+    return observation_text(failure)
+
+
+def observation_text(obs: dict) -> str:
+    """An observation's error (if any), then its draws, 'label = value' per line."""
+    lines = [obs["error"]] if obs.get("error") else []
+    lines += [f"{label} = {value}" for label, value in obs.get("draws", ())]
     return "\n".join(lines)
 
 
@@ -124,8 +138,7 @@ def build(config: pytest.Config, sel, rows: list[dict], run: dict[str, Any]) -> 
         # a failure that is not a comparison's (an error, a timeout) has no margin: its
         # reason says why
         checked = ran and props.get("comparisons", 1) > 0 and not (
-            outcome in ("failed", "timed out", "crashed")
-            and (props.get("worst_margin") or 0) <= 1)
+            outcome in FAILING and (props.get("worst_margin") or 0) <= 1)
         results.append({
             "test": r["test"], "variant": r["variant"], "component": r["component"],
             "dtype": r["dtype"],
@@ -137,9 +150,10 @@ def build(config: pytest.Config, sel, rows: list[dict], run: dict[str, Any]) -> 
             "worst_margin": props.get("worst_margin") if checked else None,
             "in_scope_examples": props.get("in_scope_examples"),
             "divergent_examples": props.get("divergent_examples"),
-            "counterexample": counterexample(r) if outcome in ("failed", "timed out", "crashed")
-            else "",
+            "counterexample": counterexample(r) if outcome in FAILING else "",
             "reproduce": props.get("reproduce", ""),
+            "flaky": props.get("flaky") if outcome == "flaky" else None,
+            "replay": props.get("replay", "") if outcome in ("failed", "flaky") else "",
         })
     cls = sel.cls
     partial = bool(run["selection"])
@@ -232,6 +246,33 @@ def _examples(r: dict) -> str:
     return text
 
 
+def _failure(r: dict) -> list[str]:
+    """A failure's section: its outcome, its example (a flaky test's two observations), what
+    its replay in a fresh process did, and its reproduce command."""
+    out = [f"### {r['nodeid']}", ""]
+    if r["outcome"] == "flaky":
+        f = r["flaky"]
+        out += [f"flaky: {f['summary']}", "",
+                f"First observation (in the run): {f['first']['outcome']}", "",
+                "```", observation_text(f["first"]), "```", "",
+                f"Second observation (replayed in {f['where']}): {_seen(f['second'])}", ""]
+        second = observation_text(f["second"]) if f["second"]["outcome"] != "passed" else ""
+        if second:
+            out += ["```", second, "```", ""]
+    else:
+        out += [r["outcome"], "", "```", r["counterexample"], "```", ""]
+    if r.get("replay"):
+        out += [f"Replay: {r['replay']}", ""]
+    return out + [f"Reproduce: `{r['reproduce']}`", ""]
+
+
+def _seen(obs: dict) -> str:
+    """An observation's outcome in words ('passed (20 examples)')."""
+    if obs["outcome"] == "passed" and "examples" in obs:
+        return f"passed ({obs['examples']} examples)"
+    return obs["outcome"]
+
+
 def _property(r: dict) -> str:
     """The test's name, with its other parameters (e.g. the optimizer) where it has any."""
     return f"{r['test']}[{r['variant']}]" if r["variant"] else r["test"]
@@ -242,8 +283,9 @@ def _margin(m) -> str:
 
 
 def _result(r: dict, limit: int = 100) -> str:
-    """The outcome, and for a failure, timeout or crash its reason, cut to ``limit``."""
-    if r["outcome"] not in ("failed", "timed out", "crashed") or not r["reason"]:
+    """The outcome, and for a failure, flaky test, timeout or crash its reason, cut to
+    ``limit``."""
+    if r["outcome"] not in FAILING or not r["reason"]:
         return r["outcome"]
     reason = " ".join(r["reason"].split()).replace("|", "\\|")
     reason = reason if len(reason) <= limit else reason[:limit] + " ..."
@@ -313,15 +355,15 @@ def markdown(rep: dict[str, Any]) -> str:
         out += [f"- {r['component'] or ''} {_property(r)} {r['dtype'] or ''}: {r['outcome']}: "
                 f"{r['divergent_examples']} of {r['examples']} examples diverged, "
                 f"{r['in_scope_examples']} in the scope" for r in scoped]
-    failures = [r for r in rep["results"] if r["outcome"] in ("failed", "timed out", "crashed")]
+    failures = [r for r in rep["results"] if r["outcome"] in FAILING]
     if failures:
         out += ["", "## Failures", "",
                 "Each with its error and the draws of the example that showed it (after "
-                "shrinking, the minimal one; for a timeout or crash, the example it was running).",
-                ""]
+                "shrinking, the minimal one; for a timeout or crash, the example it was running). "
+                "A flaky test failed, then passed (or failed differently) when its example was "
+                "replayed: both observations are shown.", ""]
         for r in failures:
-            out += [f"### {r['nodeid']}", "", f"{r['outcome']}", "", "```", r["counterexample"],
-                    "```", "", f"Reproduce: `{r['reproduce']}`", ""]
+            out += _failure(r)
     aside = [r for r in rep["results"] if r["unsupported_examples"]]
     if aside:
         out += ["", "## Examples set aside as unsupported", "",

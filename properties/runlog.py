@@ -2,7 +2,8 @@
 process (a hang, a crash, a kill).
 
 The controlling process (the only one without pytest-xdist, or xdist's controller) makes
-the directory and hands it to its workers through TOUCHSTONE_RUN_DIR. In it:
+the directory (or takes the one --run-dir names, and leaves it) and hands it to its workers
+through TOUCHSTONE_RUN_DIR. In it:
 
 - ``results.jsonl``: every result row, appended by the controller as each test finishes;
 - ``examples-<worker>.jsonl``: each worker's examples as they run (a line per example
@@ -75,6 +76,18 @@ def last_example(path: Path, nodeid: str) -> list[list[str]] | None:
             elif current == nodeid and draws is not None:
                 draws.append([ev["draw"], ev["value"]])
     return draws
+
+
+def fault_line(path: Path, who: str = "the process") -> str:
+    """What a process's faulthandler wrote first ('Fatal Python error: Segmentation fault'),
+    or that ``who`` ended with nothing written."""
+    try:
+        lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+    except OSError:
+        lines = []
+    if lines:
+        return lines[0]
+    return f"{who} ended with no Python error (os._exit, abort or a kill signal)"
 
 
 def write_json(path: Path, data: Any) -> None:
