@@ -7,8 +7,10 @@ reduction of a per-element loss, NLL as a gather) is written here with jax.numpy
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import inspect
+import os
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -19,10 +21,12 @@ import numpy as np
 import optax
 from jax import lax
 
+from backends import compose
 from backends.base import Backend, KnownDivergence, Unsupported, UnsupportedComponent, as_tuple, conv_padding
 from backends.divergences import load as load_divergences
 from backends.xla_guard import CONVOLUTIONS, check_vjp_convolutions, conv
 from reference import optimizers as O
+from reference import registry
 from reference.optimizers import Optimizer
 
 # float64 arrays exist in JAX only with x64 enabled; it is a process-wide switch, so it is
@@ -30,6 +34,38 @@ from reference.optimizers import Optimizer
 jax.config.update("jax_enable_x64", True)
 # Correctness mode: full float32 matmuls on GPU (no TF32 / bf16 passes). On CPU a no-op.
 jax.config.update("jax_default_matmul_precision", "highest")
+
+
+def _persistent_cache() -> str | None:
+    """Turn on JAX's persistent compilation cache, so a later run (a certification with the
+    same derandomised examples, above all) reads executables back from disk instead of
+    compiling them again: every executable, however quick to compile (most here take
+    0.05-0.5 s), in $TOUCHSTONE_JAX_CACHE or else $XDG_CACHE_HOME/touchstone/jax
+    (~/.cache/touchstone/jax), at most 1 GiB (least recently used first out) where the
+    filelock package is there. TOUCHSTONE_JAX_CACHE=off leaves it off; a cache directory
+    already configured (JAX_COMPILATION_CACHE_DIR) is left as it is. The cache key is the
+    compiled program, its options and the jax/jaxlib versions, so a hit is the executable XLA
+    would compile."""
+    setting = os.environ.get("TOUCHSTONE_JAX_CACHE", "").strip()
+    if setting.lower() in ("0", "off", "no", "false", "none"):
+        return None
+    if jax.config.jax_compilation_cache_dir:
+        return jax.config.jax_compilation_cache_dir
+    path = setting or os.path.join(os.environ.get("XDG_CACHE_HOME")
+                                   or os.path.join(os.path.expanduser("~"), ".cache"),
+                                   "touchstone", "jax")
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    try:
+        import filelock  # noqa: F401 (JAX needs it to bound the cache's size)
+    except ImportError:
+        pass
+    else:
+        jax.config.update("jax_compilation_cache_max_size", 1 << 30)
+    return path
+
+
+PERSISTENT_CACHE = _persistent_cache()
 
 _DTYPES = {"float16": jnp.float16, "bfloat16": jnp.bfloat16, "float32": jnp.float32,
            "float64": jnp.float64}
@@ -67,18 +103,114 @@ def _version(package: str) -> str:
 
 
 def _frozen(value: Any) -> Any:
-    """A hashable copy of a configuration value (lists become tuples)."""
+    """A hashable copy of a configuration value (lists become tuples, dicts sorted items)."""
+    if isinstance(value, dict):
+        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
     if isinstance(value, list | tuple):
         return tuple(_frozen(v) for v in value)
     return value
 
 
+def _traced(value: Any) -> bool:
+    """Whether a component argument is traced under jax.jit: arrays, and Python floats (as
+    weakly typed scalars, the way jax.nn's own jitted functions take slopes and alphas)."""
+    return isinstance(value, jax.Array | np.ndarray) or type(value) is float
+
+
+def _split(given: dict[str, Any], static: Sequence[str]) -> tuple[tuple, dict[str, Any]]:
+    """(the configuration: every argument not traced, and those named ``static``, frozen, as
+    a key; the traced arguments)."""
+    dynamic = {k: v for k, v in given.items() if k not in static and _traced(v)}
+    config = tuple((k, _frozen(v)) for k, v in given.items() if k not in dynamic)
+    return config, dynamic
+
+
+# -- compiled functions: per configuration, a bounded number held in memory ------------------
+_COMPILES = [0]  # XLA compilations in this process, counted by jax.monitoring
+_BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
+
+
+def _count_compile(event: str, secs: float, **kwargs: Any) -> None:  # noqa: ARG001
+    if event == _BACKEND_COMPILE:
+        _COMPILES[0] += 1
+
+
+jax.monitoring.register_event_duration_secs_listener(_count_compile)
+
+
+class _Compiled:
+    """jax.jit'd functions keyed on their configuration (one compilation per configuration
+    and input shapes), and the bound on what compilations hold in memory: every executable
+    JAX compiles stays in its caches (about 1-2 MB each on CPU), so after ``limit`` XLA
+    compilations, at a point outside any trace (``bound``, called as arrays come in), JAX's
+    caches and these functions are cleared. A later call compiles again (or, with the
+    persistent compilation cache, reads the executable back from disk)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.fns: dict[tuple, Callable] = {}
+        self.mark = _COMPILES[0]
+        self.clears = 0
+
+    def get(self, key: tuple, make: Callable[[], Callable]) -> Callable:
+        fn = self.fns.get(key)
+        if fn is None:
+            fn = self.fns[key] = jax.jit(make())
+        return fn
+
+    def bound(self) -> None:
+        if self.limit <= 0 or _COMPILES[0] - self.mark < self.limit or not _trace_state_clean():
+            return
+        self.fns.clear()
+        jax.clear_caches()
+        _malloc_trim()
+        self.mark = _COMPILES[0]
+        self.clears += 1
+
+
+def _malloc_trim() -> None:
+    """Hand the freed executables' memory back to the system (glibc keeps it otherwise)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def _trace_state_clean() -> bool:
+    try:
+        from jax._src.core import trace_state_clean
+    except ImportError:  # a JAX without it: never clear
+        return False
+    return trace_state_clean()
+
+
+_COMPILED = _Compiled(int(os.environ.get("TOUCHSTONE_JAX_MAX_COMPILES", "200")))
+
+
+def _elementwise(method: Callable) -> Callable:
+    """An elementwise component of one array (an activation), run eagerly, as before, on
+    that array flattened and zero-padded to a power-of-two length (_bucket) and cut back:
+    every element is computed as in its own shape, and a few padded lengths serve every
+    shape instead of one compilation per shape. Inside a trace it runs as it is. Its VJP
+    is padded the same way (JaxBackend.component_vjp)."""
+    @functools.wraps(method)
+    def inner(self, x, *args, **kwargs):
+        if isinstance(x, jax.core.Tracer):
+            return method(self, x, *args, **kwargs)
+        (padded,), shapes = self._pad([x])
+        return self._unpad([method(self, padded, *args, **kwargs)], shapes)[0]
+    inner.elementwise = True  # type: ignore[attr-defined]
+    return inner
+
+
 def _jit(*static: str) -> Callable:
-    """Run a component under jax.jit, as flax models run, with its configuration arguments
-    ``static`` (one compilation per configuration and shape) and its arrays traced."""
+    """Run a component under jax.jit, as flax models run, compiled once per configuration
+    and input shapes: arrays and float arguments are traced (floats as weakly typed scalars,
+    as jax.nn's jitted functions take them), the others, and floats named in ``static``
+    (those the method branches on), are the configuration."""
     def wrap(method: Callable) -> Callable:
         signature = inspect.signature(method)
-        compiled: dict[tuple, Callable] = {}
+        name = method.__name__
 
         @functools.wraps(method)
         def inner(self, *args, **kwargs):
@@ -86,11 +218,11 @@ def _jit(*static: str) -> Callable:
             bound.apply_defaults()
             given = dict(bound.arguments)
             del given["self"]
-            config = tuple((k, _frozen(given.pop(k))) for k in static)
-            key = (id(self), config)
-            if key not in compiled:
-                compiled[key] = jax.jit(functools.partial(method, self, **dict(config)))
-            return compiled[key](**given)
+            config, dynamic = _split(given, static)
+            fn = _COMPILED.get((id(self), name, config, tuple(dynamic)),
+                               lambda: functools.partial(method, self, **dict(config)))
+            return fn(**dynamic)
+        inner.static = static  # type: ignore[attr-defined]
         return inner
     return wrap
 
@@ -162,6 +294,7 @@ class JaxBackend(Backend):
     # -- arrays ---------------------------------------------------------------------------
     def asarray(self, x: np.ndarray, dtype: str | None = None) -> jax.Array:
         """A jax array on this backend's device; ``dtype`` None keeps the NumPy dtype."""
+        _COMPILED.bound()  # arrays come in outside any trace: a point to free executables
         x = np.asarray(x)
         if dtype is not None:
             if dtype not in _DTYPES:
@@ -178,8 +311,11 @@ class JaxBackend(Backend):
         return str(jnp.asarray(x).dtype)
 
     def take(self, x: jax.Array, idx: np.ndarray) -> jax.Array:
-        """Rows ``idx`` (a NumPy index array) of ``x``, gathered on x's device."""
-        return x[jax.device_put(np.asarray(idx), self._device)]
+        """Rows ``idx`` (a NumPy index array) of ``x``: gathered on the host (an exact copy of
+        rows, and no compilation per batch shape) unless ``x`` is traced."""
+        if isinstance(x, jax.core.Tracer):
+            return x[jax.device_put(np.asarray(idx), self._device)]
+        return jax.device_put(np.asarray(x)[np.asarray(idx)], self._device)
 
     def synchronize(self) -> None:
         """A no-op: JAX has no device-wide barrier, only ``block_until_ready`` on given
@@ -203,37 +339,84 @@ class JaxBackend(Backend):
 
     def component_vjp(self, name: str, primals: Sequence[Any], cotangents: Sequence[Any],
                       **kwargs: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-        """The base VJP; a transpose rule JAX declares missing (NotImplementedError, e.g. the
-        max-pool VJP with window dilation) is Unsupported, and so is a convolution VJP that
-        would abort the process in XLA (see backends.xla_guard)."""
+        """The base VJP's contract (one cotangent per output, None for one not differentiated;
+        None primals held fixed with None gradients), as one jitted function of the primals,
+        cotangents and traced arguments per configuration: the forward, jax.vjp and the
+        pullback compile together once per configuration and shapes, instead of every
+        primitive of the linearised and transposed function on its own. A transpose rule JAX
+        declares missing (NotImplementedError, e.g. the max-pool VJP with window dilation) is
+        Unsupported, and so is a convolution VJP that would abort the process in XLA (see
+        backends.xla_guard)."""
         if name in CONVOLUTIONS:
             check_vjp_convolutions(getattr(self, name), name, primals, kwargs)
+        if getattr(getattr(type(self), name, None), "elementwise", False) \
+                and not _any_traced([*primals, *cotangents]):
+            (x,), shapes = self._pad(primals)
+            (c,), _ = self._pad(cotangents)
+            (out,), (grad,) = super().component_vjp(name, [x], [c], **kwargs)
+            return tuple(self._unpad([out], shapes)), tuple(self._unpad([grad], shapes))
+        rec = registry.get(name)
+        cots = rec.cotangents(cotangents)
+        wanted = tuple(i for i, c in enumerate(cots) if c is not None)
+        present = tuple(i for i, p in enumerate(primals) if p is not None)
+        config, dynamic = _split(kwargs, getattr(getattr(type(self), name, None), "static", ()))
+        n = len(primals)
+
+        def make() -> Callable:
+            fn = getattr(self, name)
+
+            def run(arrays, cots_, dyn):
+                def f(*a):
+                    full: list[Any] = [None] * n
+                    for i, v in zip(present, a, strict=True):
+                        full[i] = v
+                    out = fn(*full, **dict(config), **dyn)
+                    outs = tuple(out) if rec.multi_output else (out,)
+                    return tuple(outs[i] for i in wanted)
+
+                outs, pullback = jax.vjp(f, *arrays)
+                cs = tuple(jnp.asarray(c, dtype=o.dtype) for c, o in zip(cots_, outs, strict=True))
+                return outs, pullback(cs)
+            return run
+
+        run = _COMPILED.get((id(self), "vjp", name, config, tuple(dynamic), n, present, wanted),
+                            make)
         try:
-            return super().component_vjp(name, primals, cotangents, **kwargs)
+            outs, found = run(tuple(primals[i] for i in present), tuple(cots[i] for i in wanted),
+                              dynamic)
         except NotImplementedError as exc:
             raise Unsupported(f"jax has no VJP for {name} here: {exc}") from exc
+        it = iter(found)
+        return tuple(outs), tuple(None if p is None else next(it) for p in primals)
 
     # -- dense and activations ------------------------------------------------------------
+    @_jit()
     def dense(self, x: jax.Array, w: jax.Array, b: jax.Array | None = None) -> jax.Array:
         """x @ w + b with w (I, O), the oracle's (and flax's) layout."""
         y = jnp.matmul(x, w)
         return y if b is None else y + b
 
+    @_elementwise
     def sigmoid(self, x: jax.Array) -> jax.Array:
         return jax.nn.sigmoid(x)
 
+    @_elementwise
     def tanh(self, x: jax.Array) -> jax.Array:
         return jnp.tanh(x)
 
+    @_elementwise
     def relu(self, x: jax.Array) -> jax.Array:
         return jax.nn.relu(x)
 
+    @_elementwise
     def leaky_relu(self, x: jax.Array, negative_slope: float = 0.01) -> jax.Array:
         return jax.nn.leaky_relu(x, negative_slope)
 
+    @_elementwise
     def elu(self, x: jax.Array, alpha: float = 1.0) -> jax.Array:
         return jax.nn.elu(x, alpha)
 
+    @_elementwise
     def gelu(self, x: jax.Array, approximate: str = "none") -> jax.Array:
         """jax.nn.gelu; the oracle's 'none' is approximate=False, 'tanh' approximate=True
         (JAX's default)."""
@@ -241,9 +424,11 @@ class JaxBackend(Backend):
             raise ValueError(f"approximate: expected 'none' or 'tanh', got {approximate!r}")
         return jax.nn.gelu(x, approximate=approximate == "tanh")
 
+    @_elementwise
     def silu(self, x: jax.Array) -> jax.Array:
         return jax.nn.silu(x)
 
+    @_elementwise
     def softplus(self, x: jax.Array, beta: float = 1.0, threshold: float | None = None
                  ) -> jax.Array:
         """jax.nn.softplus: exact (no threshold) and without a beta argument."""
@@ -253,35 +438,43 @@ class JaxBackend(Backend):
             raise Unsupported(f"jax.nn.softplus has no beta (got {beta})")
         return jax.nn.softplus(x)
 
+    @_jit()
     def softmax(self, x: jax.Array, axis: int = -1) -> jax.Array:
         return jax.nn.softmax(x, axis=axis)
 
+    @_jit()
     def log_softmax(self, x: jax.Array, axis: int = -1) -> jax.Array:
         return jax.nn.log_softmax(x, axis=axis)
 
     # -- statistics -----------------------------------------------------------------------
+    @_jit()
     def var_mean(self, x: jax.Array, axis: int = -1, correction: int = 1
                  ) -> tuple[jax.Array, jax.Array]:
         """(jnp.var(ddof=correction), jnp.mean) along ``axis``."""
         return jnp.var(x, axis=axis, ddof=correction), jnp.mean(x, axis=axis)
 
     # -- losses ---------------------------------------------------------------------------
+    @_jit()
     def mse_loss(self, pred: jax.Array, target: jax.Array, reduction: str = "mean") -> jax.Array:
         """optax.squared_error (optax.l2_loss is half of it), reduced."""
         return _reduce(optax.squared_error(pred, target), reduction)
 
+    @_jit()
     def l1_loss(self, pred: jax.Array, target: jax.Array, reduction: str = "mean") -> jax.Array:
         """|pred - target| with jnp (optax has no L1 loss), reduced."""
         return _reduce(jnp.abs(pred - target), reduction)
 
+    @_jit()
     def huber_loss(self, pred: jax.Array, target: jax.Array, delta: float = 1.0,
                    reduction: str = "mean") -> jax.Array:
         return _reduce(optax.huber_loss(pred, target, delta=delta), reduction)
 
+    @_jit()
     def bce_with_logits(self, logits: jax.Array, target: jax.Array, reduction: str = "mean"
                         ) -> jax.Array:
         return _reduce(optax.sigmoid_binary_cross_entropy(logits, target), reduction)
 
+    @_jit("label_smoothing")
     def cross_entropy(self, logits: jax.Array, labels: jax.Array, reduction: str = "mean",
                       label_smoothing: float = 0.0, weight: jax.Array | None = None,
                       class_weighting: str = "per_class") -> jax.Array:
@@ -297,6 +490,7 @@ class JaxBackend(Backend):
                 logits, optax.smooth_labels(onehot, label_smoothing))
         return _reduce(per_example, reduction)
 
+    @_jit()
     def nll_loss(self, log_probs: jax.Array, labels: jax.Array, reduction: str = "mean",
                  weight: jax.Array | None = None) -> jax.Array:
         """-log_probs[i, y_i] by jnp.take_along_axis (optax has no NLL); no class weights."""
@@ -400,10 +594,12 @@ class JaxBackend(Backend):
             y = y / lax.reduce_window(ones, 0.0, lax.add, window, strides, pads)
         return jnp.transpose(y, (0, 3, 1, 2))
 
+    @_jit()
     def global_avg_pool2d(self, x: jax.Array) -> jax.Array:
         """jnp.mean over H and W (what flax models write: jnp.mean(x, axis=(1, 2)) on NHWC)."""
         return jnp.mean(x, axis=(2, 3))
 
+    @_jit()
     def flatten(self, x: jax.Array) -> jax.Array:
         return jnp.reshape(x, (x.shape[0], -1))
 
@@ -463,20 +659,75 @@ class JaxBackend(Backend):
     # -- optimizers -----------------------------------------------------------------------
     def optimizer(self, name: str, **hyper: Any) -> Optimizer:
         """An optax optimizer behind the oracle's interface and hyperparameter names (the
-        oracle's defaults apply). A value optax cannot express raises Unsupported."""
+        oracle's defaults apply). A value optax cannot express raises Unsupported.
+
+        On concrete arrays optax runs eagerly, as before, but on the parameters, gradients and
+        the state's parameter-shaped buffers flattened and zero-padded to a power-of-two
+        length (_pad), cut back to their shapes after each call: these optimizers are
+        elementwise, so every element is computed as in its own shape, and a few padded
+        lengths serve every parameter shape, instead of every primitive of the update
+        compiling again for each new shape. The state keeps the parameters' shapes, so a
+        caller may also run update inside its own jax.jit (traced arrays run as they are)."""
         tx = _OPTAX[name](**O.hyperparameters(name, **hyper))
 
         def init(params: list[jax.Array]) -> Any:
-            return tx.init(list(params))
+            if _any_traced(params):
+                return tx.init(list(params))
+            padded, shapes = self._pad(params)
+            return _param_lists(tx.init(padded), len(shapes),
+                                lambda leaves: self._unpad(leaves, shapes))
 
         def update(grads: list[jax.Array], state: Any, params: list[jax.Array]
                    ) -> tuple[list[jax.Array], Any]:
-            updates, state = tx.update(list(grads), state, list(params))
-            return list(optax.apply_updates(list(params), updates)), state
+            if _any_traced([*grads, *params]):  # inside the caller's jit: as it is
+                updates, state = tx.update(list(grads), state, list(params))
+                return list(optax.apply_updates(list(params), updates)), state
+            padded, shapes = self._pad(params)
+            state = _param_lists(state, len(shapes), lambda leaves: self._pad(leaves)[0])
+            updates, state = tx.update(self._pad(grads)[0], state, padded)
+            new = self._unpad(optax.apply_updates(padded, updates), shapes)
+            return new, _param_lists(state, len(shapes),
+                                     lambda leaves: self._unpad(leaves, shapes))
 
         return Optimizer(init, update)
 
+    def _pad(self, arrays: Sequence[jax.Array]) -> tuple[list[jax.Array], list[tuple]]:
+        """Each array flattened and zero-padded to _bucket(size) on the host (no compilation
+        per shape), with the shapes to undo it."""
+        out, shapes = [], []
+        for a in arrays:
+            h = np.asarray(a)
+            flat = np.zeros(_bucket(h.size), dtype=h.dtype)
+            flat[:h.size] = h.ravel()
+            out.append(jax.device_put(flat, self._device))
+            shapes.append(h.shape)
+        return out, shapes
+
+    def _unpad(self, arrays: Sequence[jax.Array], shapes: Sequence[tuple]) -> list[jax.Array]:
+        return [jax.device_put(np.asarray(a)[:int(np.prod(s))].reshape(s), self._device)
+                for a, s in zip(arrays, shapes, strict=True)]
+
     # -- architectures --------------------------------------------------------------------
+    def network_forward(self, arch: Any, params: Sequence[Any], state: Sequence[Any], x: Any,
+                        training: bool = False, bn: dict[str, Any] | None = None
+                        ) -> tuple[Any, list]:
+        """The base composition as one jitted function per architecture, mode and batch-norm
+        conventions (as a flax model's apply runs under jax.jit)."""
+        def make() -> Callable:
+            return lambda p, s, xs: compose.forward(self, arch, p, s, xs, training, bn)
+        fn = _COMPILED.get((id(self), "network_forward", arch, training, _frozen(bn)), make)
+        return fn(list(params), list(state), x)
+
+    def network_loss_and_grads(self, arch: Any, params: Sequence[Any], state: Sequence[Any],
+                               x: Any, target: Any, bn: dict[str, Any] | None = None
+                               ) -> tuple[Any, list[Any], list[Any]]:
+        """The base composition (jax.value_and_grad through network_forward) as one jitted
+        function per architecture and batch-norm conventions."""
+        def make() -> Callable:
+            return lambda p, s, xs, t: compose.loss_and_grads(self, arch, p, s, xs, t, bn)
+        fn = _COMPILED.get((id(self), "network_loss_and_grads", arch, _frozen(bn)), make)
+        return fn(list(params), list(state), x, target)
+
     def train_network(self, arch: Any, params: Sequence[Any], state: Sequence[Any],
                       x: jax.Array, target: jax.Array, optimizer: Optimizer,
                       batches: Sequence[np.ndarray], bn: dict[str, Any] | None = None
@@ -505,6 +756,24 @@ def _window(kernel_size: Any, stride: Any, padding: Any
 
 
 # -- optax optimizers under the oracle's hyperparameter names ------------------------------
+def _param_lists(state: Any, n: int, fn: Callable[[list], list]) -> Any:
+    """The optax state with ``fn`` applied to each of its parameter-shaped buffers: the lists
+    of ``n`` arrays that mirror the parameter list (mu, nu, trace, ...)."""
+    def is_params(x: Any) -> bool:
+        return isinstance(x, list) and len(x) == n and all(
+            isinstance(a, jax.Array) for a in x)
+    return jax.tree.map(lambda x: fn(x) if is_params(x) else x, state, is_leaf=is_params)
+
+
+def _any_traced(arrays: Sequence[Any]) -> bool:
+    return any(isinstance(a, jax.core.Tracer) for a in arrays)
+
+
+def _bucket(size: int) -> int:
+    """The padded length of a parameter of ``size`` elements: a power of two, at least 16."""
+    return max(16, 1 << (max(size, 1) - 1).bit_length())
+
+
 def _with_l2(weight_decay: float, tx: optax.GradientTransformation) -> optax.GradientTransformation:
     """L2 regularisation as optax writes it: add_decayed_weights before the optimizer."""
     if weight_decay == 0.0:

@@ -23,6 +23,8 @@ from properties.report import classify
 from tests.flaky_backends import MARKER_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
+#: under pytest-xdist (--dist loadgroup) the tests of the one certification share a worker
+pytestmark = pytest.mark.xdist_group("flaky-run")
 ONLY = "test_vjp and float64-tanh]"
 BACKENDS = {"first-call-wrong-cpu": "tests.flaky_backends:FirstCallWrong",
             "wrong-in-first-process-cpu": "tests.flaky_backends:WrongInFirstProcess",
@@ -30,7 +32,7 @@ BACKENDS = {"first-call-wrong-cpu": "tests.flaky_backends:FirstCallWrong",
 ERROR = "AssertionError: tanh vjp wrt x: margin "
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: a worker may interleave other modules
 def run(tmp_path_factory) -> dict:
     """One certification over the three backends: its process, certificates and marker."""
     tmp = tmp_path_factory.mktemp("flaky")

@@ -24,7 +24,7 @@ PROGRAMMING_ERRORS = r"\b(RecursionError|TypeError|AttributeError|NameError)\b"
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: a worker may interleave other modules
 def planted_run(tmp_path_factory) -> dict[str, dict]:
     """One property-suite run over the numpy backend and every planted backend (its failures
     are not replayed in a fresh process: only whether a property fails matters here)."""

@@ -38,7 +38,8 @@ def test_known_divergences_are_reported_by_name(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "properties/test_components.py", "-q", "-p",
          "no:cacheprovider", "--hypothesis-profile", "ci", "-k", "test_forward and not tail",
-         "--backend", "tests.test_report:Divergent", "--certify", "--report-dir", str(tmp_path)],
+         "--backend", "tests.test_report:Divergent", "--certify", "--report-dir", str(tmp_path),
+         "--replay-failures", "0"],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:]
     rep = report.load(tmp_path, "divergent-cpu")
@@ -93,7 +94,8 @@ def test_counterexample_of_a_real_failing_property(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "properties/test_components.py", "-q", "-p",
          "no:cacheprovider", "--hypothesis-profile", "ci", "-k", "test_forward and tanh",
-         "--backend", "tests.test_report:WrongTanh", "--certify", "--report-dir", str(tmp_path)],
+         "--backend", "tests.test_report:WrongTanh", "--certify", "--report-dir", str(tmp_path),
+         "--replay-failures", "0"],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 1, proc.stdout[-3000:]
     rep = report.load(tmp_path, "wrong-tanh-cpu")
@@ -158,7 +160,8 @@ def test_lacked_arguments_are_reported_apart_from_conventions(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "properties/test_components.py", "-q", "-p",
          "no:cacheprovider", "--hypothesis-profile", "ci", "-k", "softplus",
-         "--backend", "tests.test_report:LacksBeta", "--certify", "--report-dir", str(tmp_path)],
+         "--backend", "tests.test_report:LacksBeta", "--certify", "--report-dir", str(tmp_path),
+         "--replay-failures", "0"],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:]
     rep = report.load(tmp_path, "lacking-cpu")

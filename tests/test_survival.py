@@ -18,6 +18,8 @@ from properties import report
 from tests.misbehaving import MISBEHAVING
 
 ROOT = Path(__file__).resolve().parent.parent
+#: under pytest-xdist (--dist loadgroup) the tests of the one certification share a worker
+pytestmark = pytest.mark.xdist_group("survival-run")
 COMPONENTS = sorted(set(MISBEHAVING.values()))
 ONLY = f"test_forward and not tail and ({' or '.join(COMPONENTS)})"
 
@@ -27,11 +29,11 @@ def certify(backends: str, out: Path, *extra: str, only: str = ONLY,
     return subprocess.run(
         [sys.executable, "-m", "pytest", "properties/test_components.py", "-q", "-p",
          "no:cacheprovider", "--hypothesis-profile", "ci", "-k", only, "--backend", backends,
-         "--certify", "--report-dir", str(out), *extra],
+         "--certify", "--report-dir", str(out), "--replay-failures", "0", *extra],
         cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: a worker may interleave other modules
 def survived(tmp_path_factory) -> dict[str, dict]:
     out = tmp_path_factory.mktemp("survival")
     specs = ["tests.misbehaving:Numpy32",
