@@ -2,12 +2,12 @@
 # Run the asv benchmarks against the current Python environment (nothing is built or
 # installed), record the results under the current commit, and publish the HTML.
 #
-#   benchmarks/run.sh                  # bench_mlp and bench_cnn, results for HEAD
+#   benchmarks/run.sh                  # bench_mlp, bench_cnn and bench_certify, results for HEAD
 #   benchmarks/run.sh --quick          # extra arguments go to `asv run`
 #   COMMIT=<rev> benchmarks/run.sh     # record the results under another commit of this
 #                                      # repository (a sha, branch or tag naming a commit)
 #
-# One thread, pinned to core 0 (see shared/BENCHMARKING.md). The dashboard is published by
+# One thread, pinned to core 0 (see docs/BENCHMARKING.md). The dashboard is published by
 # benchmarks/publish.py (asv publish, with the CDN scripts and styles replaced by the copies in
 # benchmarks/vendor, so it works offline). Then `asv preview` serves .asv/html, and
 # `asv compare A B` compares two recorded commits.
