@@ -19,14 +19,22 @@ from reference.activations import log_softmax, softmax
 from reference.optimizers import Optimizer, hyperparameters
 
 KERAS_CONVENTIONS: dict[str, dict[str, Any]] = {
-    # keras.optimizers.SGD has no dampening; its velocity starts at zero: m_1 = -lr g.
-    "sgd": {"dampening": 0.0, "dampen_first_step": False, "weight_decay_mode": "decoupled"},
-    "adam": {"amsgrad": (None, "torch"), "eps_root": 0.0, "eps_placement": "raw",
-             "weight_decay_mode": "decoupled"},
-    "adamw": {"amsgrad": (None, "torch"), "eps_root": 0.0, "eps_placement": "raw"},
-    "rmsprop": {"eps_in_sqrt": True, "initial_scale": 0.0, "weight_decay_mode": "decoupled"},
-    "adagrad": {"eps_in_sqrt": True, "lr_decay": 0.0, "weight_decay_mode": "decoupled"},
+    # keras.optimizers.SGD's velocity starts at zero: m_1 = -lr g.
+    "sgd": {"dampen_first_step": False, "weight_decay_mode": "decoupled"},
+    "adam": {"amsgrad": (None, "torch"), "eps_placement": "raw", "weight_decay_mode": "decoupled"},
+    "adamw": {"amsgrad": (None, "torch"), "eps_placement": "raw"},
+    "rmsprop": {"eps_in_sqrt": True, "weight_decay_mode": "decoupled"},
+    "adagrad": {"eps_in_sqrt": True, "weight_decay_mode": "decoupled"},
     "cross_entropy": {"class_weighting": "per_example"},
+}
+#: arguments Keras' optimizers do not have, and the value that stands for their absence
+KERAS_LACKS: dict[str, dict[str, tuple[Any, str]]] = {
+    "sgd": {"dampening": (0.0, "keras.optimizers.SGD has no dampening")},
+    "adam": {"eps_root": (0.0, "keras.optimizers.Adam has no eps_root")},
+    "adamw": {"eps_root": (0.0, "keras.optimizers.AdamW has no eps_root")},
+    "rmsprop": {"initial_scale": (0.0, "keras.optimizers.RMSprop has no initial_scale: its "
+                                       "velocity starts at 0")},
+    "adagrad": {"lr_decay": (0.0, "keras.optimizers.Adagrad has no lr_decay")},
 }
 
 
@@ -126,6 +134,7 @@ class KerasNumpy(NumpyBackend):
 
     name = "keras-numpy"
     conventions = KERAS_CONVENTIONS
+    lacks = KERAS_LACKS
     vjps = {**NumpyBackend.vjps, "cross_entropy": _keras_cross_entropy_vjp}
 
     def optimizer(self, name: str, **hyper: Any) -> Optimizer:

@@ -9,6 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from properties import consistency
+from reference import registry
+from tests.keras_backend import KerasMislabelled, KerasNumpy
+
 ROOT = Path(__file__).resolve().parent.parent
 PROPERTIES = ["properties/test_optimizers.py", "properties/test_components.py",
               "properties/test_invariants.py", "properties/test_architectures.py"]
@@ -54,3 +58,12 @@ def test_keras_backend_declaring_torch_conventions_fails(tmp_path):
     for r in rep["results"]:
         if r["outcome"] == "failed":
             assert "AssertionError" in r["counterexample"] and r["reproduce"], r
+
+
+def test_keras_backends_declare_what_the_oracle_accepts():
+    """Their conventions are values the oracle accepts and their lacked arguments are not
+    conventions (properties/consistency.py), as a backend author's would be checked."""
+    for cls in (KerasNumpy, KerasMislabelled):
+        assert consistency.convention_mismatches(cls, registry.RECORDS) == []
+        assert consistency.lacked_mismatches(cls, registry.RECORDS) == []
+    assert KerasNumpy.lacks["sgd"]["dampening"][0] == 0.0
