@@ -25,7 +25,8 @@ EXPECTED = {
               ("test_forward_tail", "bce_with_logits", None, "pytorch#195529"),
               ("test_bce_label_symmetry", "bce_with_logits", ("float32", "float64"),
                "pytorch#195529"),
-              ("test_vjp", "conv1d", ("bfloat16",), None)],
+              ("test_vjp", "conv1d", ("bfloat16",), None),
+              ("test_vjp", "conv2d", ("bfloat16",), None)],
     "jax": [("test_forward", "gelu", F64_F32_BF16, None),
             ("test_vjp", "gelu", None, None),
             ("test_forward_tail", "gelu", F64_F32_BF16, None),
@@ -41,8 +42,8 @@ def test_entries_load_as_before(adapter):
     assert [(k.test, k.component, k.dtypes, k.upstream) for k in kds] == EXPECTED[adapter]
     for k in kds:
         assert len(k.reason) > 100 and "{" not in k.reason, k
-        # the one scoped entry: torch's bfloat16 conv1d weight gradient (added as data)
-        assert k.scoped == (k.component == "conv1d"), k
+        # the scoped entries: torch's bfloat16 conv1d and conv2d weight gradients (added as data)
+        assert k.scoped == (k.component in ("conv1d", "conv2d")), k
 
 
 def test_shared_texts_are_expanded():
@@ -79,3 +80,21 @@ def test_scope_and_errors():
         from_toml('[[divergence]]\ntests = []\ncomponent = "c"\nreason = "r"\ndtype = "f"', "x.toml")
     with pytest.raises(ValueError, match="names \\{gelu\\}, which \\[texts\\] lacks"):
         from_toml('[[divergence]]\ntests = ["t"]\ncomponent = "c"\nreason = "{gelu}"')
+
+
+def test_a_scope_may_name_a_predicate():
+    entry = """
+[[divergence]]
+tests = ["test_vjp"]
+component = "conv2d"
+reason = "r"
+scope = "strided_implicit_padding_2d"
+"""
+    (kd,) = from_toml(entry)
+    assert kd.scope_text.startswith("a spatial axis with stride > 1")
+    assert kd.in_scope({"stride": (1, 3), "padding": (0, 2), "dilation": (2, 1)})
+    assert not kd.in_scope({"stride": (1, 3), "padding": (2, 0), "dilation": 1})
+    assert not kd.in_scope({"stride": 2, "padding": ((1, 0), (1, 0)), "dilation": 1})
+    assert not kd.in_scope({"stride": 2, "padding": "valid", "dilation": 1})
+    with pytest.raises(ValueError, match="not a predicate"):
+        from_toml(entry.replace("strided_implicit_padding_2d", "nonesuch"))

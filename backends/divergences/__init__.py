@@ -10,7 +10,8 @@ A file has an optional ``[texts]`` table of prose shared by several entries, wri
     reason = "{gelu} Outside the tolerance from x = -3."
     upstream = "pytorch#187806"              # optional
     dtypes = ["float32", "float64"]          # optional: every dtype
-    scope = [["eps", ">=", 1e-3]]            # optional: [argument, operator, value] conditions
+    scope = [["eps", ">=", 1e-3]]            # optional: [argument, operator, value] conditions,
+                                             # or the name of a predicate in predicates.py
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from importlib import resources
 from typing import Any
 
 from backends.base import KnownDivergence
+from backends.divergences.predicates import PREDICATES
 
 _KEYS = {"tests", "component", "reason", "upstream", "dtypes", "scope", "scope_text"}
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -48,7 +50,7 @@ def from_toml(text: str, source: str = "<toml>") -> tuple[KnownDivergence, ...]:
         if extra or missing:
             raise ValueError(f"{where}: unknown keys {sorted(extra)}, missing {sorted(missing)}")
         reason = _PLACEHOLDER.sub(lambda m, w=where: _text(texts, m.group(1), w), entry["reason"])
-        out += [_divergence(test, entry, reason) for test in entry["tests"]]
+        out += [_divergence(test, entry, reason, where) for test in entry["tests"]]
     return tuple(out)
 
 
@@ -58,8 +60,17 @@ def _text(texts: dict[str, str], name: str, where: str) -> str:
     return texts[name]
 
 
-def _divergence(test: str, entry: dict[str, Any], reason: str) -> KnownDivergence:
+def _divergence(test: str, entry: dict[str, Any], reason: str, where: str) -> KnownDivergence:
     dtypes = entry.get("dtypes")
+    scope, scope_text = entry.get("scope"), entry.get("scope_text")
+    if isinstance(scope, str):
+        if scope not in PREDICATES:
+            raise ValueError(f"{where}: scope names {scope!r}, not a predicate of "
+                             f"backends/divergences/predicates.py ({sorted(PREDICATES)})")
+        scope, scope_text = PREDICATES[scope], scope_text or _first_line(PREDICATES[scope])
     return KnownDivergence(test, entry["component"], reason, entry.get("upstream"),
-                           tuple(dtypes) if dtypes is not None else None,
-                           entry.get("scope"), entry.get("scope_text"))
+                           tuple(dtypes) if dtypes is not None else None, scope, scope_text)
+
+
+def _first_line(fn: Any) -> str:
+    return (fn.__doc__ or fn.__name__).strip().splitlines()[0]

@@ -1,0 +1,35 @@
+"""Scopes of known divergences that conditions on single arguments cannot state, by name: a
+divergence's TOML entry writes ``scope = "<name>"`` and gets the predicate registered here
+over the example's arguments (its scope_text, unless the entry gives one, is the predicate's
+docstring's first line)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from backends.base import as_tuple, conv_padding
+
+
+def strided_implicit_padding_2d(args: Mapping[str, Any]) -> bool:
+    """a spatial axis with stride > 1, dilation 1 and implicit (symmetric) padding > 0
+
+    As the torch adapter passes padding (backends/torch_backend.py, _torch_padding): asymmetric
+    padding is F.pad's zeros and padding 0; "same" depends on the input, so it counts whenever
+    an axis is strided with dilation 1."""
+    stride = as_tuple(args.get("stride", 1), 2, "stride")
+    dilation = as_tuple(args.get("dilation", 1), 2, "dilation")
+    pad = conv_padding(args.get("padding", 0), 2)
+    if pad == "valid":
+        return False
+    if pad == "same":
+        return any(s > 1 and d == 1 for s, d in zip(stride, dilation, strict=True))
+    if any(lo != hi for lo, hi in pad):
+        return False
+    return any(s > 1 and d == 1 and lo > 0
+               for s, d, (lo, _) in zip(stride, dilation, pad, strict=True))
+
+
+PREDICATES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
+    "strided_implicit_padding_2d": strided_implicit_padding_2d,
+}
