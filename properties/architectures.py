@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from backends.base import Backend
 from properties import specs
+from properties.scoped import note_arguments
 from properties.strategies import conventions, seeded_array
 from properties.tolerance import EPS, round_to
 from reference import network, registry
@@ -91,6 +92,9 @@ def draw_mlp(data, backend: Backend, dtype: str, rows: int | None = None) -> Pro
     target = seeded_array(data.draw, (n, widths[-1]), dtype) if loss == "mse" else \
         _labels(data, n, widths[-1])
     activation = data.draw(st.sampled_from(KINKED + SMOOTH), label="activation")
+    # what a known divergence may be scoped by ("gelu inside an MLP")
+    note_arguments({"depth": depth, "loss": loss, "widths": tuple(widths), "N": n,
+                    "activation": activation})
     return Problem(network.mlp(widths, activation, loss), params, [], x, target, {},
                    max(widths) + n)
 

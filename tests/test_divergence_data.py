@@ -26,7 +26,10 @@ EXPECTED = {
               ("test_bce_label_symmetry", "bce_with_logits", ("float32", "float64"),
                "pytorch#195529"),
               ("test_vjp", "conv1d", ("bfloat16",), None),
-              ("test_vjp", "conv2d", ("bfloat16",), None)],
+              ("test_vjp", "conv2d", ("bfloat16",), None),
+              ("test_network_forward", "mlp", None, "pytorch#187806"),
+              ("test_network_gradients", "mlp", None, "pytorch#187806"),
+              ("test_network_training", "mlp", None, "pytorch#187806")],
     "jax": [("test_forward", "gelu", F64_F32_BF16, None),
             ("test_vjp", "gelu", None, None),
             ("test_forward_tail", "gelu", F64_F32_BF16, None),
@@ -42,8 +45,9 @@ def test_entries_load_as_before(adapter):
     assert [(k.test, k.component, k.dtypes, k.upstream) for k in kds] == EXPECTED[adapter]
     for k in kds:
         assert len(k.reason) > 100 and "{" not in k.reason, k
-        # the scoped entries: torch's bfloat16 conv1d and conv2d weight gradients (added as data)
-        assert k.scoped == (k.component in ("conv1d", "conv2d")), k
+        # the scoped entries (added as data): torch's bfloat16 conv1d and conv2d weight
+        # gradients, gelu inside an MLP
+        assert k.scoped == (k.component in ("conv1d", "conv2d", "mlp")), k
 
 
 def test_shared_texts_are_expanded():
