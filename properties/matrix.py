@@ -158,24 +158,31 @@ def _lacks(classes: Mapping[str, type[Backend]]) -> list[str]:
     rows = [f"| {n} | {_owner(c)} | {a} | {_code(value)} | {_cell(why)} |"
             for n, cls in sorted(classes.items()) for c, args in sorted(cls.lacks.items())
             for a, (value, why) in sorted(args.items())]
-    out = ["## Arguments a backend lacks", "",
-           "`Backend.lacks`: the framework has no such argument, so the properties pass the "
-           "fixed value in place of the drawn one (nothing is set aside), and the certificate "
-           "counts the drawn values this excluded.", ""]
-    if not rows:
-        return out + ["None.", ""]
-    return out + ["| backend | component | argument | fixed to | why |", "|---|---|---|---|---|",
-                  *rows, ""]
+    return _table_section(
+        "Arguments a backend lacks",
+        "`Backend.lacks`: the framework has no such argument, so the properties pass the fixed "
+        "value in place of the drawn one (nothing is set aside), and the certificate counts the "
+        "drawn values this excluded.",
+        ("backend", "component", "argument", "fixed to", "why"), rows, "None.")
 
 
 def _unsupported(classes: Mapping[str, type[Backend]]) -> list[str]:
     rows = [f"| {n} | {c} | {_cell(why)} |" for n, cls in sorted(classes.items())
             for c, why in sorted(cls.unsupported.items())]
-    out = ["## Components a backend declares unsupported", "",
-           "`Backend.unsupported`: reported *unsupported*, never failed.", ""]
+    return _table_section(
+        "Components a backend declares unsupported",
+        "`Backend.unsupported`: reported *unsupported*, never failed.",
+        ("backend", "component", "why"), rows,
+        "None: every in-tree backend implements every registered component.")
+
+
+def _table_section(title: str, intro: str, header: tuple[str, ...], rows: list[str],
+                   empty: str) -> list[str]:
+    """A '## title' section: the intro, then the table of ``rows``, or ``empty`` without."""
+    out = [f"## {title}", "", intro, ""]
     if not rows:
-        return out + ["None: every in-tree backend implements every registered component.", ""]
-    return out + ["| backend | component | why |", "|---|---|---|", *rows, ""]
+        return out + [empty, ""]
+    return out + ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *rows, ""]
 
 
 def _sources(name: str, cls: type[Backend]) -> dict[KnownDivergence, str]:
