@@ -65,7 +65,7 @@ def _persistent_cache() -> str | None:
     return path
 
 
-PERSISTENT_CACHE = _persistent_cache()
+_persistent_cache()
 
 _DTYPES = {"float16": jnp.float16, "bfloat16": jnp.bfloat16, "float32": jnp.float32,
            "float64": jnp.float64}
@@ -150,7 +150,6 @@ class _Compiled:
         self.limit = limit
         self.fns: dict[tuple, Callable] = {}
         self.mark = _COMPILES[0]
-        self.clears = 0
 
     def get(self, key: tuple, make: Callable[[], Callable]) -> Callable:
         fn = self.fns.get(key)
@@ -165,7 +164,6 @@ class _Compiled:
         jax.clear_caches()
         _malloc_trim()
         self.mark = _COMPILES[0]
-        self.clears += 1
 
 
 def _malloc_trim() -> None:
