@@ -660,32 +660,33 @@ class JaxBackend(Backend):
         oracle's defaults apply). A value optax cannot express raises Unsupported.
 
         On concrete arrays optax runs eagerly, as before, but on the parameters, gradients and
-        the state's parameter-shaped buffers flattened and zero-padded to a power-of-two
-        length (_pad), cut back to their shapes after each call: these optimizers are
-        elementwise, so every element is computed as in its own shape, and a few padded
-        lengths serve every parameter shape, instead of every primitive of the update
-        compiling again for each new shape. The state keeps the parameters' shapes, so a
-        caller may also run update inside its own jax.jit (traced arrays run as they are)."""
+        the state's parameter-shaped buffers packed into one vector per dtype, zero-padded to
+        a power-of-two length (_Packing), and cut back to their shapes after each call: these
+        optimizers are elementwise, so every element is computed as in its own array, one
+        dispatch per primitive serves every parameter, and a few padded lengths serve every
+        network instead of every primitive of the update compiling again for each new shape.
+        The state keeps the parameters' shapes, so a caller may also run update inside its
+        own jax.jit (traced arrays run as they are)."""
         tx = _OPTAX[name](**O.hyperparameters(name, **hyper))
 
         def init(params: list[jax.Array]) -> Any:
             if _any_traced(params):
                 return tx.init(list(params))
-            padded, shapes = self._pad(params)
-            return _param_lists(tx.init(padded), len(shapes),
-                                lambda leaves: self._unpad(leaves, shapes))
+            packing = _Packing(params, self._device)
+            return _param_lists(tx.init(packing.pack(params)), len(packing.dtypes),
+                                packing.unpack)
 
         def update(grads: list[jax.Array], state: Any, params: list[jax.Array]
                    ) -> tuple[list[jax.Array], Any]:
             if _any_traced([*grads, *params]):  # inside the caller's jit: as it is
                 updates, state = tx.update(list(grads), state, list(params))
                 return list(optax.apply_updates(list(params), updates)), state
-            padded, shapes = self._pad(params)
-            state = _param_lists(state, len(shapes), lambda leaves: self._pad(leaves)[0])
-            updates, state = tx.update(self._pad(grads)[0], state, padded)
-            new = self._unpad(optax.apply_updates(padded, updates), shapes)
-            return new, _param_lists(state, len(shapes),
-                                     lambda leaves: self._unpad(leaves, shapes))
+            packing = _Packing(params, self._device)
+            packed = packing.pack(params)
+            state = _param_lists(state, len(params), packing.pack)
+            updates, state = tx.update(packing.pack(grads), state, packed)
+            new = packing.unpack(optax.apply_updates(packed, updates))
+            return new, _param_lists(state, len(packing.dtypes), packing.unpack)
 
         return Optimizer(init, update)
 
@@ -763,12 +764,44 @@ def _param_lists(state: Any, n: int, fn: Callable[[list], list]) -> Any:
     return jax.tree.map(lambda x: fn(x) if is_params(x) else x, state, is_leaf=is_params)
 
 
+class _Packing:
+    """Arrays flattened and concatenated on the host into one vector per dtype (in order of
+    first appearance), zero-padded to _bucket(total length); unpack cuts them back."""
+
+    def __init__(self, arrays: Sequence[Any], device: Any) -> None:
+        hosts = [np.asarray(a) for a in arrays]
+        self.dtypes = list(dict.fromkeys(h.dtype for h in hosts))
+        self.shapes = [h.shape for h in hosts]
+        self.groups = [self.dtypes.index(h.dtype) for h in hosts]
+        self.device = device
+
+    def pack(self, arrays: Sequence[Any]) -> list[jax.Array]:
+        hosts = [np.asarray(a).ravel() for a in arrays]
+        out = []
+        for g, dtype in enumerate(self.dtypes):
+            parts = [h for h, k in zip(hosts, self.groups, strict=True) if k == g]
+            total = sum(h.size for h in parts)
+            flat = np.zeros(_bucket(total), dtype=dtype)
+            flat[:total] = np.concatenate(parts)
+            out.append(jax.device_put(flat, self.device))
+        return out
+
+    def unpack(self, packed: Sequence[Any]) -> list[jax.Array]:
+        hosts, offsets, out = [np.asarray(p) for p in packed], [0] * len(packed), []
+        for shape, g in zip(self.shapes, self.groups, strict=True):
+            size = int(np.prod(shape))
+            out.append(jax.device_put(hosts[g][offsets[g]:offsets[g] + size].reshape(shape),
+                                      self.device))
+            offsets[g] += size
+        return out
+
+
 def _any_traced(arrays: Sequence[Any]) -> bool:
     return any(isinstance(a, jax.core.Tracer) for a in arrays)
 
 
 def _bucket(size: int) -> int:
-    """The padded length of a parameter of ``size`` elements: a power of two, at least 16."""
+    """The padded length of ``size`` elements: a power of two, at least 16."""
     return max(16, 1 << (max(size, 1) - 1).bit_length())
 
 

@@ -28,6 +28,7 @@ import shutil
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, Phase, settings
@@ -35,7 +36,7 @@ from hypothesis.errors import FailedHealthCheck, Flaky, Unsatisfiable, Unsatisfi
 
 from backends.base import Backend, BackendUnavailable
 from backends.loader import BUILTIN, resolve
-from properties import flaky, report, runlog
+from properties import flaky, report, runlog, scheduling
 from properties.record import Record, start_record
 from properties.report import item_key
 from properties.scoped import ScopedRun
@@ -122,10 +123,17 @@ class _Selected:
 def pytest_cmdline_main(config: pytest.Config) -> None:
     """A certification runs its tests in pytest-xdist workers (one unless -n says otherwise;
     -n 0 keeps them in this process, without isolation), with restarts enough for every
-    crashing test. Runs before xdist's own hook, which turns -n into workers."""
+    crashing test. Runs before xdist's own hook, which turns -n into workers. Only --dist
+    load (the default) recovers from a crash: xdist's scope schedulers hand the crashed test
+    to the next worker, which crashes again."""
     if (not config.getoption("--certify") or not config.pluginmanager.hasplugin("xdist")
             or _is_worker(config)):
         return
+    if config.option.dist not in ("no", "load"):
+        raise pytest.UsageError(
+            f"--certify runs under --dist load (the default with -n), not --dist "
+            f"{config.option.dist}: xdist's scope schedulers rerun a test that crashed its "
+            "worker in the next worker, without end")
     if config.option.numprocesses is None and config.option.dist == "no":
         config.option.numprocesses = 1
     if config.option.maxworkerrestart is None:
@@ -236,7 +244,8 @@ def backend(request: pytest.FixtureRequest) -> Backend:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """An unscoped known divergence marks its tests as expected failures; scoped ones are
-    kept with the test and judged per example when it runs (an unscoped one wins)."""
+    kept with the test and judged per example when it runs (an unscoped one wins). Tests
+    that draw the same networks are ordered next to each other (properties.scheduling)."""
     selected = config.stash[_STATE]["selected"]
     for item in items:
         spec, test, component, dtype = item_key(item)
@@ -252,6 +261,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.user_properties.append(("known_divergence", f"{whole.reason}{upstream}"))
         elif matching:
             item.stash[_SCOPED] = tuple(matching)
+    scheduling.order(items)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -262,6 +272,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
                           {i.nodeid: row_key(i) for i in session.items})
     if not _is_worker(session.config):
         state["collected"] = len(session.items)
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Tests that draw the same networks run in one worker (properties.scheduling)."""
+    return scheduling.make_scheduler(config, log)
 
 
 @pytest.hookimpl(optionalhook=True)

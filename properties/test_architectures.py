@@ -84,16 +84,18 @@ def test_network_gradients(backend, dtype, component, data):
 @given(data=st.data())
 def test_network_training(backend, dtype, component, optimizer, data):
     """Loss history, running statistics after every step and final parameters after n
-    mini-batch steps of the backend's optimizer equal the oracle's."""
+    mini-batch steps of the backend's optimizer equal the oracle's. The optimizer's
+    hyperparameters are drawn last, so its parametrizations draw the same networks and
+    batches (properties.scheduling runs them together)."""
     case = CASES[component]
     prob = case.draw(data, backend, dtype, data.draw(st.integers(*case.train_rows), label="N"))
-    hyper = conventions(data, backend, optimizer, HYPERS[optimizer](data))
-    hyper["lr"] = min(hyper["lr"], case.max_lr)
     steps = data.draw(st.integers(1, case.max_steps), label="steps")
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="batch_seed"))
     n = prob.x.shape[0]
     batch = data.draw(st.integers(case.min_batch, n), label="batch_size")
     batches = [rng.permutation(n)[:batch] for _ in range(steps)]
+    hyper = conventions(data, backend, optimizer, HYPERS[optimizer](data))
+    hyper["lr"] = min(hyper["lr"], case.max_lr)
 
     def run(arrays, noise=None):
         """The oracle's training; with ``noise`` (a Generator) every step's gradients move by

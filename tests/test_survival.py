@@ -38,7 +38,7 @@ def survived(tmp_path_factory) -> dict[str, dict]:
     out = tmp_path_factory.mktemp("survival")
     specs = ["tests.misbehaving:Numpy32",
              *(f"tests.misbehaving:{cls.__name__}" for cls in MISBEHAVING)]
-    proc = certify(",".join(specs), out, "-n", "2", "--test-timeout", "60")
+    proc = certify(",".join(specs), out, "-n", "2", "--test-timeout", "20")
     reports = {rep["id"]: rep for rep in (json.loads(p.read_text()) for p in out.glob("*.json"))}
     assert len(reports) == len(specs), proc.stdout[-3000:] + proc.stderr[-3000:]
     return reports
@@ -62,7 +62,7 @@ EXPECTED = {
     "wrong-shape": ("failed", "AssertionError: sigmoid forward: margin inf > 1"),
     "non-finite": ("failed", "AssertionError: softplus forward: margin inf > 1"),
     "mutates": ("failed", "BackendError: mutates-cpu: silu mutated input 0 (x)"),
-    "hangs": ("timed out", "timed out after 60 s"),
+    "hangs": ("timed out", "timed out after 20 s"),
     "exits": ("crashed", "the worker process ended with no Python error"),
     "segfaults": ("crashed", "Fatal Python error: Segmentation fault"),
 }
