@@ -102,12 +102,14 @@ class Mutates(Numpy32):
 
 
 class Hangs(Numpy32):
-    """elu never returns."""
+    """elu never returns on float32 arrays (one hanging test: each costs the timeout)."""
 
     name = "hangs"
 
     def elu(self, x, alpha=1.0):
-        time.sleep(3600)
+        if x.dtype == np.float32:
+            time.sleep(3600)
+        return Numpy32.__getattr__(self, "elu")(x, alpha)
 
 
 class Exits(Numpy32):

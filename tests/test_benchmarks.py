@@ -12,43 +12,28 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = """
 import sys
+from benchmarks.bench_cnn import CNNTrainStep, Conv2dForwardBackward
 from benchmarks.bench_mlp import MLPTrainStep
 b = MLPTrainStep()
 for optimizer in ("sgd", "adam"):
     b.setup(sys.argv[1], optimizer, "cpu")
     b.time_step(sys.argv[1], optimizer, "cpu")
     assert b.track_samples_per_second(sys.argv[1], optimizer, "cpu") > 0
+c = CNNTrainStep()
+for arch in ("lenet", "resnet"):
+    c.setup(sys.argv[1], arch, "cpu")
+    c.time_step(sys.argv[1], arch, "cpu")
+conv = Conv2dForwardBackward()
+conv.setup(sys.argv[1], "cpu")
+conv.time_forward_backward(sys.argv[1], "cpu")
 print("ok")
 """
 
 
 @pytest.mark.parametrize("framework", ["numpy", "torch", "jax"])
-def test_mlp_benchmark_runs(framework):
+def test_mlp_and_cnn_benchmarks_run(framework):
     pytest.importorskip({"numpy": "numpy", "torch": "torch", "jax": "optax"}[framework],
                         reason=f"{framework} is not installed (CI installs it and requires it)")
     proc = subprocess.run([sys.executable, "-c", SCRIPT, framework], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600)
-    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
-
-
-CNN_SCRIPT = """
-import sys
-from benchmarks.bench_cnn import CNNTrainStep, Conv2dForwardBackward
-b = CNNTrainStep()
-for arch in ("lenet", "resnet"):
-    b.setup(sys.argv[1], arch, "cpu")
-    b.time_step(sys.argv[1], arch, "cpu")
-c = Conv2dForwardBackward()
-c.setup(sys.argv[1], "cpu")
-c.time_forward_backward(sys.argv[1], "cpu")
-print("ok")
-"""
-
-
-@pytest.mark.parametrize("framework", ["numpy", "torch", "jax"])
-def test_cnn_benchmarks_run(framework):
-    pytest.importorskip({"numpy": "numpy", "torch": "torch", "jax": "optax"}[framework],
-                        reason=f"{framework} is not installed (CI installs it and requires it)")
-    proc = subprocess.run([sys.executable, "-c", CNN_SCRIPT, framework], cwd=ROOT,
-                          capture_output=True, text=True, timeout=900)
+                          text=True, timeout=900)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
