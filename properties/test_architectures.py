@@ -99,7 +99,9 @@ def test_network_training(backend, dtype, component, optimizer, data):
 
     def run(arrays, noise=None):
         """The oracle's training; with ``noise`` (a Generator) every step's gradients move by
-        DELTA times their rounding magnitude (network_terms), in random directions."""
+        DELTA times their rounding magnitude (network_terms), and its new parameters by DELTA
+        times that of the update p - u (|p| + |u|: a backend stores them in its dtype), in
+        random directions."""
         p, s, x, t = prob.rebuild(arrays)
         opt = base = make_optimizer(optimizer, **hyper)
         seen = {"loss_m": []}
@@ -113,7 +115,9 @@ def test_network_training(backend, dtype, component, optimizer, data):
             def update(grads, state, params):
                 moved = [g + DELTA * m * noise.standard_normal(g.shape)
                          for g, m in zip(grads, seen["grad_m"], strict=True)]
-                return base.update(moved, state, params)
+                new, state = base.update(moved, state, params)
+                return [q + DELTA * (np.abs(p) + np.abs(q - p)) * noise.standard_normal(q.shape)
+                        for p, q in zip(params, new, strict=True)], state
             opt = Optimizer(base.init, update)
         final, states, history = network.train(prob.arch, p, s, x, t, opt, batches, prob.bn,
                                                callback)
