@@ -2,7 +2,8 @@
 
 A case is ``draw(data, dtype, tail) -> Inputs``. Regular draws keep away from kinks (relu at
 0, |d| = delta in Huber, ...) so gradients are defined; ``tail`` draws the saturated and
-underflowing ranges where a result must still be right in relative terms.
+underflowing ranges, and the range near 0, where a result must still be right in relative
+terms.
 """
 
 from __future__ import annotations
@@ -13,28 +14,38 @@ import numpy as np
 from hypothesis import strategies as st
 
 from properties.inputs import Case, Inputs
-from properties.strategies import floats_array, kink_free, shapes
+from properties.strategies import floats_array, kink_free, near_zero_array, shapes
 from properties.tolerance import round_to
 
 #: activations whose derivative jumps at these points
 _KINKS = {"relu": (0.0,), "leaky_relu": (0.0,), "elu": (0.0,)}
-#: tail ranges, (lo, hi) pairs, per activation
+#: the near-zero range: both signs, magnitudes from the dtype's smallest normal up
+NEAR_ZERO = "near_zero"
+#: tail ranges per activation: (lo, hi) pairs (saturation, underflow) and NEAR_ZERO, where
+#: expm1- and log1p-style cancellation shows (no kink gap: a forward has no kink problem)
 TAILS = {
-    "sigmoid": ((-80.0, -10.0), (10.0, 80.0)),
-    "tanh": ((-20.0, -3.0), (3.0, 20.0)),
-    "gelu": ((-12.0, -4.0),),
-    "silu": ((-80.0, -10.0),),
-    "softplus": ((-80.0, -10.0), (10.0, 80.0)),
-    "elu": ((-80.0, -10.0),),
+    "sigmoid": ((-80.0, -10.0), (10.0, 80.0), NEAR_ZERO),
+    "tanh": ((-20.0, -3.0), (3.0, 20.0), NEAR_ZERO),
+    "gelu": ((-12.0, -4.0), NEAR_ZERO),
+    "silu": ((-80.0, -10.0), NEAR_ZERO),
+    "softplus": ((-80.0, -10.0), (10.0, 80.0), NEAR_ZERO),
+    "elu": ((-80.0, -10.0), NEAR_ZERO),
 }
+
+
+def tail_array(data, shape, ranges, dtype: str, label: str) -> np.ndarray:
+    """An array in one range drawn from ``ranges`` ((lo, hi) or NEAR_ZERO)."""
+    rng = data.draw(st.sampled_from(ranges), label="tail")
+    if rng == NEAR_ZERO:
+        return data.draw(near_zero_array(shape, dtype), label=label)
+    return data.draw(floats_array(shape, *rng, dtype), label=label)
 
 
 def activation_case(name: str, **draw_kwargs) -> Case:
     def case(data, dtype, tail):
         shape = data.draw(shapes(), label="shape")
         if tail:
-            lo, hi = data.draw(st.sampled_from(TAILS[name]), label="tail")
-            x = data.draw(floats_array(shape, lo, hi, dtype), label="x")
+            x = tail_array(data, shape, TAILS[name], dtype, "x")
         else:
             x = data.draw(floats_array(shape, -6.0, 6.0, dtype, gap=1e-2,
                                        kinks=_KINKS.get(name, ())), label="x")
@@ -62,9 +73,13 @@ def dense(data, dtype, tail):
 def regression(name: str) -> Case:
     def case(data, dtype, tail):
         shape = data.draw(shapes(1, 2), label="shape")
-        target = data.draw(floats_array(shape, -3.0, 3.0, dtype), label="target")
         kwargs: dict[str, Any] = {"reduction": data.draw(st.sampled_from(("mean", "sum", "none")),
                                                          label="reduction")}
+        if tail:  # near the origin, where Huber is 0.5 d^2 (relative accuracy)
+            pred, target = (data.draw(near_zero_array(shape, dtype), label=k)
+                            for k in ("pred", "target"))
+            return Inputs((pred,), {"target": target, **kwargs, "delta": 1.0}, terms=pred.size)
+        target = data.draw(floats_array(shape, -3.0, 3.0, dtype), label="target")
         kinks: tuple[float, ...] = (0.0,)
         if name == "huber_loss":
             delta = float(round_to(np.array(data.draw(st.floats(0.25, 3.0), label="delta")), dtype))
@@ -82,13 +97,13 @@ def regression(name: str) -> Case:
     return case
 
 
-_BCETAILS = ((-100.0, -4.0), (4.0, 100.0), (-800.0, -100.0), (100.0, 800.0))
+_BCETAILS = ((-100.0, -4.0), (4.0, 100.0), (-800.0, -100.0), (100.0, 800.0), NEAR_ZERO)
 
 
 def bce(data, dtype, tail):
     shape = data.draw(shapes(1, 2), label="shape")
-    lo, hi = data.draw(st.sampled_from(_BCETAILS), label="tail") if tail else (-12.0, 12.0)
-    logits = data.draw(floats_array(shape, lo, hi, dtype), label="logits")
+    logits = tail_array(data, shape, _BCETAILS, dtype, "logits") if tail else \
+        data.draw(floats_array(shape, -12.0, 12.0, dtype), label="logits")
     hard = data.draw(st.booleans(), label="hard_targets")
     if hard:
         target = data.draw(floats_array(shape, 0.0, 1.0, dtype), label="target").round()

@@ -58,7 +58,7 @@ SPECS: dict[str, Spec] = {
                         vjp_terms=M.log_softmax_vjp),
     "mse_loss": Spec(K.regression("mse_loss")),
     "l1_loss": Spec(K.regression("l1_loss")),
-    "huber_loss": Spec(K.regression("huber_loss")),
+    "huber_loss": Spec(K.regression("huber_loss"), tail=True),
     "bce_with_logits": Spec(K.bce, tail=True, vjp_terms=M.bce_with_logits_vjp),
     "cross_entropy": Spec(K.cross_entropy, forward_terms=M.cross_entropy_forward,
                           vjp_terms=M.cross_entropy_vjp),

@@ -17,7 +17,7 @@ from hypothesis.extra import numpy as hnp
 
 from backends.base import Backend
 from properties.record import current_record
-from properties.tolerance import round_to
+from properties.tolerance import TINY, round_to
 
 small_dims = st.integers(1, 5)
 
@@ -37,6 +37,16 @@ def floats_array(shape, lo: float, hi: float, dtype: str, gap: float = 0.0,
 
     return hnp.arrays(np.float64, shape, elements=elements).map(lambda a: round_to(a, dtype)) \
         .filter(ok)
+
+
+def near_zero_array(shape, dtype: str) -> st.SearchStrategy[np.ndarray]:
+    """Float64 arrays of ``shape`` whose elements have both signs and magnitudes 2^e m
+    (m in [1, 2)) with e log-uniform from the dtype's smallest normal up to 2^-6, rounded to
+    ``dtype``: where expm1- and log1p-style cancellations show as relative errors."""
+    emin = int(np.log2(TINY[dtype]))
+    elements = st.tuples(st.booleans(), st.integers(emin, -7), st.floats(1.0, 2.0, exclude_max=True))
+    return hnp.arrays(np.float64, shape, elements=elements.map(
+        lambda t: (-1.0 if t[0] else 1.0) * t[2] * 2.0**t[1])).map(lambda a: round_to(a, dtype))
 
 
 def seeded_array(draw, shape, dtype: str, scale: float = 1.0) -> np.ndarray:

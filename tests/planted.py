@@ -409,6 +409,29 @@ class VarMeanCorrectionIgnored(Planted):
         return Mo.var_mean(x, axis, 0)
 
 
+class EluExpMinusOne(Planted):
+    """elu as alpha (exp(x) - 1) for x <= 0, without expm1: just below 0 the result cancels
+    and loses its relative accuracy (down to 0 for |x| below eps)."""
+
+    name, component = "planted-elu-exp-minus-one", "elu"
+
+    def elu(self, x, alpha=1.0):
+        x = np.asarray(x, dtype=np.float64)
+        return np.where(x > 0, x, alpha * (np.exp(np.minimum(x, 0.0)) - 1.0))
+
+
+class TanhViaExp(Planted):
+    """tanh as (e^2x - 1) / (e^2x + 1) (a hand-written kernel's textbook form): near 0 the
+    numerator cancels; the saturated tails are guarded as such kernels guard them."""
+
+    name, component = "planted-tanh-via-exp", "tanh"
+
+    def tanh(self, x):
+        x = np.asarray(x, dtype=np.float64)
+        e = np.exp(2.0 * np.clip(x, -20.0, 20.0))
+        return np.where(np.abs(x) > 20.0, np.sign(x), (e - 1.0) / (e + 1.0))
+
+
 PLANTED = [AdamNoBiasCorrection, AmsgradWrongMoment, SgdMomentumBufferFromZero,
            WeightDecayWrongSign, RmspropEpsAlwaysInSqrt, AdagradNoAccumulation, SoftmaxNoMaxShift,
            LogSoftmaxVjpMissingSum, GeluErfForm, LeakyReluSlopeInBackward, SigmoidViaTanh,
@@ -417,5 +440,5 @@ PLANTED = [AdamNoBiasCorrection, AmsgradWrongMoment, SgdMomentumBufferFromZero,
            SoftplusLogOnePlusExp, HuberTransitionOffByDelta, MseMeanOverBatch, MseVjpMissingTwo,
            L1SumVjpAsMean, BceClampedLog, LabelSmoothingOverKMinus1, WeightedMeanOverN,
            DenseBiasGradFirstRow, MlpBackpropSkipsActivation, VarMeanVjpFirstOutputOnly,
-           VarMeanCorrectionIgnored]
+           VarMeanCorrectionIgnored, EluExpMinusOne, TanhViaExp]
 """Every planted-bug backend."""
