@@ -66,10 +66,19 @@ class NumpyBackend(Backend):
         return O.make_optimizer(name, **hyper)
 
     def network_forward(self, arch, params, state, x, training=False, bn=None):
-        return network.forward(arch, params, state, x, training, bn)
+        """reference.network.forward over this backend's own components."""
+        return network.forward(arch, params, state, x, training, bn, ops=self)
 
     def network_loss_and_grads(self, arch, params, state, x, target, bn=None):
-        """The oracle's hand-chained backward (reference.network.loss_and_grads)."""
-        return network.loss_and_grads(arch, params, state, x, target, bn)
+        """reference.network.loss_and_grads over this backend's own components, chaining its
+        own ``vjps``: a subclass's broken component reaches the networks."""
+        return network.loss_and_grads(arch, params, state, x, target, bn, ops=self,
+                                      vjps=self.network_vjps())
+
+    def network_vjps(self) -> dict[str, Callable]:
+        """``vjps`` under reference.network.ORACLE_VJPS's keys ('gelu_tanh': gelu's VJP with
+        approximate='tanh')."""
+        vjps = {**network.ORACLE_VJPS, **self.vjps}
+        return {**vjps, "gelu_tanh": lambda x, g: vjps["gelu"](x, g, approximate="tanh")}
 
 

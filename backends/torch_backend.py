@@ -35,8 +35,6 @@ class TorchBackend(Backend):
     devices: tuple[str, ...] = _devices()
     dtypes = ("float16", "bfloat16", "float32", "float64")
     conventions: dict[str, dict[str, Any]] = {
-        # F.softplus returns x itself where beta x > threshold (default 20); no exact form.
-        "softplus": {"threshold": 20.0},
         # F.cross_entropy weights each class inside the smoothed sum; 'mean' divides by
         # sum_i w[y_i].
         "cross_entropy": {"class_weighting": "per_class"},

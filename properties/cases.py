@@ -14,7 +14,15 @@ import numpy as np
 from hypothesis import strategies as st
 
 from properties.inputs import Case, Inputs
-from properties.strategies import floats_array, kink_free, near_zero_array, shapes
+from properties.strategies import (
+    MAX_ELEMENTS,
+    floats_array,
+    kink_free,
+    near_zero_array,
+    realistic,
+    shapes,
+    sized,
+)
 from properties.tolerance import round_to
 
 #: activations whose derivative jumps at these points
@@ -43,7 +51,7 @@ def tail_array(data, shape, ranges, dtype: str, label: str) -> np.ndarray:
 
 def activation_case(name: str, **draw_kwargs) -> Case:
     def case(data, dtype, tail):
-        shape = data.draw(shapes(), label="shape")
+        shape, _ = sized(data, shapes(), (1, 64), (8, 512))
         if tail:
             x = tail_array(data, shape, TAILS[name], dtype, "x")
         else:
@@ -55,15 +63,19 @@ def activation_case(name: str, **draw_kwargs) -> Case:
 
 
 def softmax(data, dtype, tail):
-    shape = data.draw(shapes(1, 3), label="shape")
-    axis = data.draw(st.integers(-len(shape), len(shape) - 1), label="axis")
+    shape, big = sized(data, shapes(1, 3), (1, 32), (8, 1024))
+    axis = -1 if big else data.draw(st.integers(-len(shape), len(shape) - 1), label="axis")
     bound = 800.0 if tail else 10.0
     x = data.draw(floats_array(shape, -bound, bound, dtype), label="x")
     return Inputs((x,), {"axis": axis}, terms=shape[axis])
 
 
 def dense(data, dtype, tail):
-    n, i, o = (data.draw(st.integers(1, 6), label=k) for k in "NIO")
+    if realistic(data):  # I up to 1024 terms per output, batches to 128
+        i, o = data.draw(st.integers(8, 1024), label="I"), data.draw(st.integers(1, 64), label="O")
+        n = min(data.draw(st.integers(1, 128), label="N"), MAX_ELEMENTS // i)
+    else:
+        n, i, o = (data.draw(st.integers(1, 6), label=k) for k in "NIO")
     x = data.draw(floats_array((n, i), -2.0, 2.0, dtype), label="x")
     w = data.draw(floats_array((i, o), -2.0, 2.0, dtype), label="w")
     b = data.draw(floats_array((o,), -2.0, 2.0, dtype), label="b")
@@ -72,7 +84,7 @@ def dense(data, dtype, tail):
 
 def regression(name: str) -> Case:
     def case(data, dtype, tail):
-        shape = data.draw(shapes(1, 2), label="shape")
+        shape, _ = sized(data, shapes(1, 2), (1, 128), (8, 256))
         kwargs: dict[str, Any] = {"reduction": data.draw(st.sampled_from(("mean", "sum", "none")),
                                                          label="reduction")}
         if tail:  # near the origin, where Huber is 0.5 d^2 (relative accuracy)
@@ -101,7 +113,7 @@ _BCETAILS = ((-100.0, -4.0), (4.0, 100.0), (-800.0, -100.0), (100.0, 800.0), NEA
 
 
 def bce(data, dtype, tail):
-    shape = data.draw(shapes(1, 2), label="shape")
+    shape, _ = sized(data, shapes(1, 2), (1, 128), (8, 256))
     logits = tail_array(data, shape, _BCETAILS, dtype, "logits") if tail else \
         data.draw(floats_array(shape, -12.0, 12.0, dtype), label="logits")
     hard = data.draw(st.booleans(), label="hard_targets")
@@ -115,8 +127,12 @@ def bce(data, dtype, tail):
 
 
 def _classes(data, dtype):
-    n = data.draw(st.integers(1, 6), label="N")
-    k = data.draw(st.integers(2, 6), label="K")
+    if realistic(data):  # up to 1024 classes
+        k = data.draw(st.integers(8, 1024), label="K")
+        n = data.draw(st.integers(1, 32), label="N")
+    else:
+        n = data.draw(st.integers(1, 6), label="N")
+        k = data.draw(st.integers(2, 6), label="K")
     labels = np.asarray(data.draw(st.lists(st.integers(0, k - 1), min_size=n, max_size=n),
                                   label="labels"), dtype=np.int64)
     weight = data.draw(floats_array((k,), 0.1, 3.0, dtype) | st.none(), label="weight")
@@ -140,8 +156,8 @@ def nll(data, dtype, tail):
 
 
 def var_mean(data, dtype, tail):
-    shape = data.draw(shapes(1, 3), label="shape")
-    axis = data.draw(st.integers(-len(shape), len(shape) - 1), label="axis")
+    shape, big = sized(data, shapes(1, 3), (1, 16), (8, 1024))
+    axis = -1 if big else data.draw(st.integers(-len(shape), len(shape) - 1), label="axis")
     correction = data.draw(st.sampled_from((0, 1)), label="correction")
     if shape[axis] <= correction:  # one degree of freedom left
         shape = tuple(s + 1 if i == axis % len(shape) else s for i, s in enumerate(shape))

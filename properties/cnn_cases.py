@@ -14,8 +14,9 @@ import numpy as np
 from hypothesis import strategies as st
 
 from properties.inputs import Case, Inputs
-from properties.strategies import floats_array
+from properties.strategies import MAX_ELEMENTS, floats_array, realistic
 from properties.tolerance import round_to
+from reference import registry
 from reference.batchnorm import VARIANCES
 
 
@@ -55,13 +56,17 @@ def _conv_padding(data, ndim: int) -> tuple[Any, list[tuple[int, int]] | None]:
     return (tuple(pads) if ndim == 2 else pads[0]), pads
 
 
-def _conv_config(data) -> tuple[Any, ...]:
+def _conv_config(data, big: bool) -> tuple[Any, ...]:
     """(groups, in and out channels per group, N, kernel as a pair, stride and dilation as
-    passed and as pairs)."""
+    passed and as pairs); ``big``: up to 64 channels (realistic sizes)."""
     g = data.draw(st.sampled_from((1, 1, 2, 3)), label="groups")
-    cg = data.draw(st.integers(1, 3), label="in_per_group")
-    og = data.draw(st.integers(1, 2), label="out_per_group")
-    n = data.draw(st.integers(1, 3), label="N")
+    if big:
+        cg = data.draw(st.integers(4, 64 // g), label="in_per_group")
+        og = data.draw(st.integers(4, 64 // g), label="out_per_group")
+    else:
+        cg = data.draw(st.integers(1, 3), label="in_per_group")
+        og = data.draw(st.integers(1, 2), label="out_per_group")
+    n = data.draw(st.integers(1, 4 if big else 3), label="N")
     _, ks = _int_or_pair(data, 1, 3, "kernel")
     stride, ss = _int_or_pair(data, 1, 3, "stride")
     dilation, ds = _int_or_pair(data, 1, 2, "dilation")
@@ -70,39 +75,62 @@ def _conv_config(data) -> tuple[Any, ...]:
 
 def conv(ndim: int) -> Case:
     def case(data, dtype, tail):
-        g, cg, og, n, ks, stride, ss, dilation, ds = _conv_config(data)
+        big = realistic(data)
+        g, cg, og, n, ks, stride, ss, dilation, ds = _conv_config(data, big)
         if ndim == 1:
             stride, dilation = ss[0], ds[0]
         padding, pads = _conv_padding(data, ndim)
-        sizes = tuple(data.draw(st.integers(1, 6), label=f"size_{d}") if pads is None else
-                      _size(data, ks[d], ds[d], sum(pads[d]), f"size_{d}") for d in range(ndim))
+        spread = (120 if ndim == 1 else 12) if big else 4
+        sizes = tuple(data.draw(st.integers(1, 2 + spread), label=f"size_{d}") if pads is None
+                      else _size(data, ks[d], ds[d], sum(pads[d]), f"size_{d}", spread)
+                      for d in range(ndim))
+        n = _fit(n, g * cg, sizes)
         x = data.draw(floats_array((n, g * cg, *sizes), -2.0, 2.0, dtype), label="x")
         w = data.draw(floats_array((g * og, cg, *ks[:ndim]), -1.0, 1.0, dtype), label="w")
         b = data.draw(floats_array((g * og,), -1.0, 1.0, dtype), label="b")
         kwargs = {"stride": stride, "padding": padding, "dilation": dilation, "groups": g}
-        return Inputs((x, w, b), kwargs, terms=cg * int(np.prod(ks[:ndim])) + 1)
+        return Inputs((x, w, b), kwargs, terms=_conv_terms(x, w, b, kwargs, cg, og, ks[:ndim]))
     return case
 
 
+def _fit(n: int, channels: int, sizes) -> int:
+    """``n`` cut so that an (n, channels, *sizes) array keeps within MAX_ELEMENTS."""
+    return max(1, min(n, MAX_ELEMENTS // (channels * int(np.prod(sizes)))))
+
+
+def _conv_terms(x, w, b, kwargs, cg: int, og: int, ks, name: str = "") -> int:
+    """The longest sum behind one element of a convolution's output or gradient: an output
+    sums cg prod(k) products and the bias, an input gradient og prod(k), a weight gradient
+    one per output position of the batch."""
+    name = name or ("conv2d" if x.ndim == 4 else "conv1d")
+    out = registry.forward(name, (x, w, b), **kwargs)
+    return max(cg * int(np.prod(ks)) + 1, og * int(np.prod(ks)),
+               out.shape[0] * int(np.prod(out.shape[2:])))
+
+
 def conv_transpose2d(data, dtype, tail):
-    g, cg, og, n, ks, stride, ss, dilation, ds = _conv_config(data)
+    big = realistic(data)
+    g, cg, og, n, ks, stride, ss, dilation, ds = _conv_config(data, big)
     # 2p <= d (k - 1) keeps the output size (H - 1) s - 2p + d (k - 1) + op + 1 >= 1
     ps = tuple(data.draw(st.integers(0, ds[i] * (ks[i] - 1) // 2), label=f"padding_{i}")
                for i in range(2))
     ops = tuple(data.draw(st.integers(0, max(ss[i], ds[i]) - 1), label=f"output_padding_{i}")
                 for i in range(2))
-    sizes = tuple(data.draw(st.integers(1, 4), label=f"size_{i}") for i in range(2))
+    sizes = tuple(data.draw(st.integers(1, 8 if big else 4), label=f"size_{i}") for i in range(2))
+    n = _fit(n, g * cg, sizes)
     x = data.draw(floats_array((n, g * cg, *sizes), -2.0, 2.0, dtype), label="x")
     w = data.draw(floats_array((g * cg, og, *ks), -1.0, 1.0, dtype), label="w")
     b = data.draw(floats_array((g * og,), -1.0, 1.0, dtype), label="b")
     kwargs = {"stride": stride, "padding": ps, "output_padding": ops, "groups": g,
               "dilation": dilation}
-    # each output element sums over in-channels of its group and the kernel taps that reach it
-    return Inputs((x, w, b), kwargs, terms=cg * ks[0] * ks[1] + 1)
+    # an output element sums over the in-channels of its group and the taps that reach it, an
+    # input gradient over out-channels and taps, a weight gradient over the input positions
+    terms = max(cg * ks[0] * ks[1] + 1, og * ks[0] * ks[1], n * sizes[0] * sizes[1])
+    return Inputs((x, w, b), kwargs, terms=terms)
 
 
-def _pool_config(data):
-    kernel, ks = _int_or_pair(data, 1, 3, "kernel_size")
+def _pool_config(data, big: bool = False):
+    kernel, ks = _int_or_pair(data, 1, 5 if big else 3, "kernel_size")
     stride, _ = _int_or_pair(data, 1, 3, "stride") if data.draw(st.booleans(), label="stride_given") \
         else (None, None)
     # torch's rule: padding <= kernel // 2 in each dimension
@@ -111,18 +139,25 @@ def _pool_config(data):
 
 
 def max_pool2d(data, dtype, tail):
-    kernel, ks, stride, padding = _pool_config(data)
+    big = realistic(data)
+    kernel, ks, stride, padding = _pool_config(data, big)
     dilation, ds = _int_or_pair(data, 1, 2, "dilation")
-    n, c = data.draw(st.integers(1, 2), label="N"), data.draw(st.integers(1, 2), label="C")
+    n, c = (data.draw(st.integers(1, hi), label=k) for k, hi in (("N", 4 if big else 2),
+                                                                 ("C", 64 if big else 2)))
     # at least d rows: every window then holds an input element, not only padding
-    sizes = tuple(max(ds[i], _size(data, ks[i], ds[i], 2 * padding[i], f"size_{i}", 2))
-                  for i in range(2))
-    shape = (n, c, *sizes)
-    # distinct multiples of 1/8 in [-16, 16) (at most 2 * 2 * 7 * 7 = 196 of them): exact in
-    # bfloat16, so no window has a tie
-    count = int(np.prod(shape))
+    sizes = tuple(max(ds[i], _size(data, ks[i], ds[i], 2 * padding[i], f"size_{i}",
+                                   60 if big else 2)) for i in range(2))
+    n = _fit(n, c, sizes)
+    c = max(1, min(c, MAX_ELEMENTS // (n * sizes[0] * sizes[1])))
+    # each plane tiles a 16 x 16 block of the distinct multiples of 1/8 in [-16, 16) (exact
+    # in bfloat16): a window spans at most 2 (5 - 1) + 1 = 9 < 16 rows and columns, so its
+    # elements are distinct and it has no tie
     seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
-    x = (np.random.default_rng(seed).permutation(256)[:count] - 128) / 8.0
+    rng = np.random.default_rng(seed)
+    blocks = np.stack([rng.permutation(256) for _ in range(n * c)]).reshape(n, c, 16, 16)
+    reps = (1, 1, -(-sizes[0] // 16), -(-sizes[1] // 16))
+    x = (np.tile(blocks, reps)[:, :, :sizes[0], :sizes[1]] - 128) / 8.0
+    shape = x.shape
     kwargs = {"kernel_size": kernel, "stride": stride, "padding": padding, "dilation": dilation,
               "ceil_mode": data.draw(st.booleans(), label="ceil_mode"),
               "ties": data.draw(st.sampled_from(("first", "split")), label="ties")}
@@ -131,9 +166,14 @@ def max_pool2d(data, dtype, tail):
 
 
 def avg_pool2d(data, dtype, tail):
-    kernel, ks, stride, padding = _pool_config(data)
-    n, c = data.draw(st.integers(1, 2), label="N"), data.draw(st.integers(1, 3), label="C")
-    sizes = tuple(_size(data, ks[i], 1, 2 * padding[i], f"size_{i}") for i in range(2))
+    big = realistic(data)
+    kernel, ks, stride, padding = _pool_config(data, big)
+    n, c = (data.draw(st.integers(1, hi), label=k) for k, hi in (("N", 4 if big else 2),
+                                                                 ("C", 64 if big else 3)))
+    sizes = tuple(_size(data, ks[i], 1, 2 * padding[i], f"size_{i}", 60 if big else 4)
+                  for i in range(2))
+    n = _fit(n, c, sizes)
+    c = max(1, min(c, MAX_ELEMENTS // (n * sizes[0] * sizes[1])))
     x = data.draw(floats_array((n, c, *sizes), -2.0, 2.0, dtype), label="x")
     kwargs = {"kernel_size": kernel, "stride": stride, "padding": padding,
               "ceil_mode": data.draw(st.booleans(), label="ceil_mode"),
@@ -142,20 +182,29 @@ def avg_pool2d(data, dtype, tail):
 
 
 def global_avg_pool2d(data, dtype, tail):
-    shape = tuple(data.draw(st.integers(1, 4), label=k) for k in ("N", "C", "H", "W"))
+    hi = (8, 64, 64, 64) if realistic(data) else (4, 4, 4, 4)
+    shape = tuple(data.draw(st.integers(1, h), label=k) for k, h in zip("NCHW", hi, strict=True))
+    n = _fit(shape[0], shape[1], shape[2:])
+    shape = (n, max(1, min(shape[1], MAX_ELEMENTS // (n * shape[2] * shape[3]))), *shape[2:])
     x = data.draw(floats_array(shape, -2.0, 2.0, dtype), label="x")
     return Inputs((x,), {}, terms=shape[2] * shape[3])
 
 
 def flatten(data, dtype, tail):
-    shape = tuple(data.draw(st.lists(st.integers(1, 4), min_size=2, max_size=4), label="shape"))
+    side = 16 if realistic(data) else 4
+    shape = tuple(data.draw(st.lists(st.integers(1, side), min_size=2, max_size=4), label="shape"))
+    shape = (_fit(shape[0], 1, shape[1:]), *shape[1:])
     return Inputs((data.draw(floats_array(shape, -2.0, 2.0, dtype), label="x"),), {})
 
 
 def batch_norm(data, dtype, tail):
-    n = data.draw(st.integers(1, 4), label="N")
-    c = data.draw(st.integers(1, 3), label="C")
-    spatial = data.draw(st.sampled_from(((), (1, 2), (2, 2), (3, 2))), label="spatial")
+    big = realistic(data)  # up to 1024 values per channel, 64 channels
+    n = data.draw(st.integers(1, 128 if big else 4), label="N")
+    c = data.draw(st.integers(1, 64 if big else 3), label="C")
+    spatial = data.draw(st.sampled_from(((), (4, 4), (8, 8), (5, 7)) if big else
+                                        ((), (1, 2), (2, 2), (3, 2))), label="spatial")
+    n = max(1, min(n, 1024 // max(1, int(np.prod(spatial))), MAX_ELEMENTS // (c * max(
+        1, int(np.prod(spatial))))))
     if n * int(np.prod(spatial)) < 2:  # training needs two values per channel
         n = 2
     shape = (n, c, *spatial)

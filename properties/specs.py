@@ -52,7 +52,10 @@ SPECS: dict[str, Spec] = {
     "elu": _activation("elu", alpha=st.floats(0.1, 2.0)),
     "gelu": _activation("gelu", M.gelu_vjp, approximate=st.sampled_from(("none", "tanh"))),
     "silu": _activation("silu", M.silu_vjp),
-    "softplus": _activation("softplus", beta=st.floats(0.5, 3.0)),
+    # threshold: None is the exact function; a float returns x where beta x > threshold (20
+    # meets the tails, 0.5 to 10 the regular range)
+    "softplus": _activation("softplus", beta=st.floats(0.5, 3.0),
+                            threshold=st.one_of(st.none(), st.just(20.0), st.floats(0.5, 10.0))),
     "softmax": Spec(K.softmax, tail=True, vjp_terms=M.softmax_vjp),
     "log_softmax": Spec(K.softmax, tail=True, forward_terms=M.log_softmax_forward,
                         vjp_terms=M.log_softmax_vjp),

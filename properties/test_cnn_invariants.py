@@ -155,7 +155,8 @@ def test_conv_transpose2d_is_adjoint_of_conv2d(backend, dtype, data):
 @given(data=st.data())
 def test_max_pool2d_window_gradient_sums_to_upstream(backend, dtype, data):
     """Non-overlapping windows (stride = kernel): the gradient inside each window sums to that
-    window's upstream gradient, ties included (small integers: many ties)."""
+    window's upstream gradient and is exactly 0 off the window's maxima, ties included (small
+    integers: many ties)."""
     k = data.draw(st.integers(1, 3), label="kernel")
     n, c = data.draw(st.integers(1, 2), label="N"), data.draw(st.integers(1, 3), label="C")
     ho, wo = data.draw(st.integers(1, 3), label="Ho"), data.draw(st.integers(1, 3), label="Wo")
@@ -170,6 +171,10 @@ def test_max_pool2d_window_gradient_sums_to_upstream(backend, dtype, data):
     # shared): rounding of the shares only
     bound = FACTOR[dtype] * EPS[dtype] * k * k * np.abs(g)
     assert_within("window gradient sum vs upstream", sums, g, bound)
+    y = registry.forward("max_pool2d", (x,), **kw)
+    off_max = x != np.repeat(np.repeat(y, k, axis=2), k, axis=3)
+    assert_within("gradient off the window maxima", np.where(off_max, dx, 0.0),
+                  np.zeros_like(dx), np.zeros_like(dx))
 
 
 @pytest.mark.component("max_pool2d")

@@ -132,7 +132,7 @@ def assert_within(what: str, actual, expected, bound: np.ndarray) -> Comparison:
     if a.shape != e.shape:
         c = Comparison(what, np.inf, f"shape {a.shape}, expected {e.shape}")
     else:
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore"):
             err = np.abs(a - e)
             bound = np.broadcast_to(bound, e.shape)
             # an exact match passes even a zero bound (a value that must not change)

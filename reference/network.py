@@ -4,7 +4,8 @@ An Architecture is a sequence of layers and a loss; ``apply`` runs it over ``ops
 either the oracle's namespace (ORACLE_OPS) or a Backend: both have conv2d, batch_norm,
 max_pool2d, flatten, global_avg_pool2d, dense and the activations with the same names and
 signatures, so the oracle and every backend run the same network. ``loss_and_grads`` is the
-oracle's hand-chained backward, ``train`` its mini-batch training loop.
+hand-chained backward (the oracle's VJPs, or a NumPy backend's own over its own ops), ``train``
+the oracle's mini-batch training loop.
 
 Layout: x (N, C, H, W) for convolutional networks, (N, F) for an MLP; conv weights OIHW;
 dense weights (I, O). params is a flat list in layer order (conv: w[, b]; bn: weight, bias;
@@ -44,6 +45,8 @@ LAYER_KINDS = ("conv", "bn", "max_pool", "flatten", "global_avg_pool", "dense", 
 LOSSES: dict[str, tuple[Callable, Callable]] = {
     "cross_entropy": (L.cross_entropy, L.cross_entropy_vjp), "mse": (L.mse_loss, L.mse_loss_vjp)}
 """The losses an architecture may end in: (forward, VJP), mean reduction."""
+LOSS_COMPONENTS = {"cross_entropy": "cross_entropy", "mse": "mse_loss"}
+"""The component computing each loss of LOSSES."""
 
 ORACLE_OPS = SimpleNamespace(conv2d=C.conv2d, batch_norm=B.batch_norm, max_pool2d=P.max_pool2d,
                              flatten=P.flatten, global_avg_pool2d=P.global_avg_pool2d,
@@ -61,7 +64,7 @@ def activation(ops: Any, kind: str, h):
 
 def loss(ops: Any, name: str, out, target):
     """The mean loss ``name`` of the outputs over ``ops``."""
-    return ops.cross_entropy(out, target) if name == "cross_entropy" else ops.mse_loss(out, target)
+    return getattr(ops, LOSS_COMPONENTS[name])(out, target)
 
 
 @dataclass(frozen=True)
@@ -277,25 +280,28 @@ def _check(arch: Architecture, params, state, x):
 
 
 def forward(arch: Architecture, params: Sequence[np.ndarray], state: Sequence[np.ndarray],
-            x: np.ndarray, training: bool = False, bn: dict[str, Any] | None = None
-            ) -> tuple[np.ndarray, list[np.ndarray]]:
-    """(outputs (N, classes), new state) of the oracle."""
+            x: np.ndarray, training: bool = False, bn: dict[str, Any] | None = None,
+            ops: Any = ORACLE_OPS) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(outputs (N, classes), new state) over ``ops`` (the oracle's, or a NumPy backend's),
+    the inputs checked and cast to float64."""
     params, state, x = _check(arch, params, state, x)
-    return apply(arch, ORACLE_OPS, params, state, x, training, bn)
+    return apply(arch, ops, params, state, x, training, bn)
 
 
 ORACLE_VJPS: dict[str, Callable] = {
     "conv2d": C.conv2d_vjp, "batch_norm": B.batch_norm_vjp, "max_pool2d": P.max_pool2d_vjp,
     "flatten": P.flatten_vjp, "global_avg_pool2d": P.global_avg_pool2d_vjp, "dense": D.dense_vjp,
     **{n: vjp for n, (_, vjp) in ACTIVATIONS.items()},
+    **{LOSS_COMPONENTS[n]: vjp for n, (_, vjp) in LOSSES.items()},
 }
-"""The VJP the backward chains for each component (the oracle's own, no autodiff)."""
+"""The VJP the backward chains for each component and loss (the oracle's own, no autodiff)."""
 
 
 def forward_tape(arch: Architecture, params: Sequence[np.ndarray], state: Sequence[np.ndarray],
-                 x: np.ndarray, bn: dict[str, Any] | None = None
+                 x: np.ndarray, bn: dict[str, Any] | None = None, ops: Any = ORACLE_OPS
                  ) -> tuple[np.ndarray, list[np.ndarray], list]:
-    """(outputs, new state, tape) in training mode; the tape holds each layer's input."""
+    """(outputs, new state, tape) in training mode over ``ops``; the tape holds each layer's
+    input (a block's: the inputs of its every call)."""
     params, state, x = _check(arch, params, state, x)
     bn = bn or {}
     tape = []
@@ -303,11 +309,12 @@ def forward_tape(arch: Architecture, params: Sequence[np.ndarray], state: Sequen
     h = x
     for layer, (p, s) in zip(arch.layers, _split(arch, params, state), strict=True):
         if layer.kind == "block":
-            out, st, block_tape = R.residual_block_forward(h, p, s, layer.stride, True, bn)
-            tape.append((layer, block_tape, p, s))
+            rec = R.Recorder(ops)
+            out, st = R.residual_block(rec, h, p, s, layer.stride, True, bn)
+            tape.append((layer, rec.tape, p, s))
         else:
             tape.append((layer, h, p, s))
-            out, st = apply_layer(layer, ORACLE_OPS, p, s, h, True, bn)
+            out, st = apply_layer(layer, ops, p, s, h, True, bn)
         h = out
         new_state += st
     return h, new_state, tape
@@ -335,16 +342,17 @@ def check_target(arch: Architecture, target, out_shape: tuple[int, ...]) -> np.n
 
 
 def loss_and_grads(arch: Architecture, params: Sequence[np.ndarray], state: Sequence[np.ndarray],
-                   x: np.ndarray, target: np.ndarray, bn: dict[str, Any] | None = None
+                   x: np.ndarray, target: np.ndarray, bn: dict[str, Any] | None = None,
+                   ops: Any = ORACLE_OPS, vjps: dict[str, Callable] = ORACLE_VJPS
                    ) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
     """(the mean loss, its gradient for every parameter, new state), in training mode,
-    by the chain rule layer by layer (the oracle's own VJPs, no autodiff)."""
-    out, new_state, tape = forward_tape(arch, params, state, x, bn)
+    by the chain rule layer by layer: the forward over ``ops``, then ``vjps`` (keyed as
+    ORACLE_VJPS) chained backwards from the loss's, no autodiff."""
+    out, new_state, tape = forward_tape(arch, params, state, x, bn, ops)
     target = check_target(arch, target, out.shape)
-    f, f_vjp = LOSSES[arch.loss]
-    value = float(f(out, target))
-    (g,) = f_vjp(out, target, np.float64(1.0))
-    return value, backward(tape, g, bn), new_state
+    value = float(loss(ops, arch.loss, out, target))
+    (g,) = vjps[LOSS_COMPONENTS[arch.loss]](out, target, np.float64(1.0))
+    return value, backward(tape, g, bn, vjps), new_state
 
 
 def _layer_backward(layer: Layer, h, p, s, g, bn, vjps) -> tuple[np.ndarray, list[np.ndarray]]:

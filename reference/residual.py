@@ -13,6 +13,7 @@ unbiased_running_var), as keywords of reference.batchnorm.batch_norm.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -54,29 +55,31 @@ def residual_block(ops: Any, x, params: Sequence[Any], state: Sequence[Any], str
     return ops.relu(r + s), new_state
 
 
-class _Recorder:
-    """The oracle's ops, keeping each call's inputs for the backward pass."""
+class Recorder:
+    """``ops``' conv2d, batch_norm and relu (default the oracle's), keeping each call's inputs:
+    the tape residual_block_backward chains."""
 
-    def __init__(self) -> None:
+    def __init__(self, ops: Any = None) -> None:
+        self.ops = ops or SimpleNamespace(conv2d=C.conv2d, batch_norm=B.batch_norm, relu=A.relu)
         self.tape: list[tuple[str, tuple, dict]] = []
 
     def conv2d(self, x, w, b=None, **kw):
         self.tape.append(("conv2d", (x, w, b), kw))
-        return C.conv2d(x, w, b, **kw)
+        return self.ops.conv2d(x, w, b, **kw)
 
     def batch_norm(self, x, g, b, rm, rv, **kw):
         self.tape.append(("batch_norm", (x, g, b, rm, rv), kw))
-        return B.batch_norm(x, g, b, rm, rv, **kw)
+        return self.ops.batch_norm(x, g, b, rm, rv, **kw)
 
     def relu(self, x):
         self.tape.append(("relu", (x,), {}))
-        return A.relu(x)
+        return self.ops.relu(x)
 
 
 def residual_block_forward(x, params, state, stride: int = 1, training: bool = True,
                            bn: dict[str, Any] | None = None) -> tuple[np.ndarray, list, list]:
     """(y, new state, tape): the oracle's forward, recording what the backward needs."""
-    rec = _Recorder()
+    rec = Recorder()
     y, new_state = residual_block(rec, x, params, state, stride, training, bn)
     return y, new_state, rec.tape
 

@@ -432,6 +432,28 @@ class TanhViaExp(Planted):
         return np.where(np.abs(x) > 20.0, np.sign(x), (e - 1.0) / (e + 1.0))
 
 
+class LogSoftmaxAsLogOfSoftmax(Planted):
+    """log_softmax as log(softmax(x)): -inf where softmax underflows (x_i - max below about
+    -745 in float64), and digits lost where it is subnormal."""
+
+    name, component = "planted-log-softmax-as-log-of-softmax", "log_softmax"
+
+    def log_softmax(self, x, axis=-1):
+        with np.errstate(all="ignore"):
+            return np.log(A.softmax(x, axis))
+
+
+class SoftplusThresholdOnInput(Planted):
+    """softplus returns x where x > threshold, not where beta x > threshold (beta dropped
+    from the switch)."""
+
+    name, component = "planted-softplus-threshold-on-input", "softplus"
+
+    def softplus(self, x, beta=1.0, threshold=None):
+        y = A.softplus(x, beta)
+        return y if threshold is None else np.where(np.asarray(x) > threshold, x, y)
+
+
 PLANTED = [AdamNoBiasCorrection, AmsgradWrongMoment, SgdMomentumBufferFromZero,
            WeightDecayWrongSign, RmspropEpsAlwaysInSqrt, AdagradNoAccumulation, SoftmaxNoMaxShift,
            LogSoftmaxVjpMissingSum, GeluErfForm, LeakyReluSlopeInBackward, SigmoidViaTanh,
@@ -440,5 +462,6 @@ PLANTED = [AdamNoBiasCorrection, AmsgradWrongMoment, SgdMomentumBufferFromZero,
            SoftplusLogOnePlusExp, HuberTransitionOffByDelta, MseMeanOverBatch, MseVjpMissingTwo,
            L1SumVjpAsMean, BceClampedLog, LabelSmoothingOverKMinus1, WeightedMeanOverN,
            DenseBiasGradFirstRow, MlpBackpropSkipsActivation, VarMeanVjpFirstOutputOnly,
-           VarMeanCorrectionIgnored, EluExpMinusOne, TanhViaExp]
+           VarMeanCorrectionIgnored, EluExpMinusOne, TanhViaExp,
+           SoftplusThresholdOnInput, LogSoftmaxAsLogOfSoftmax]
 """Every planted-bug backend."""

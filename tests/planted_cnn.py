@@ -148,6 +148,25 @@ class MaxPoolGradientToEveryMax(Planted):
     vjps = {**NumpyBackend.vjps, "max_pool2d": _max_pool_vjp_every_max}
 
 
+def _max_pool_vjp_last_element(x, g, kernel_size, stride=None, padding=0, dilation=1,
+                               ceil_mode=False, ties="first"):
+    geo = P._geometry(x, kernel_size, stride, padding, dilation, ceil_mode)
+    xp = P._pad(np.asarray(x, dtype=np.float64), geo, -np.inf)
+    dxp = np.zeros(xp.shape)
+    rows, cols = list(P._offsets(geo))[-1]
+    dxp[:, :, rows, cols] += g
+    return (P._crop(dxp, geo, x.shape),)
+
+
+class MaxPoolGradToWrongElement(Planted):
+    """max-pool backward scatters each window's g at the scan's last offset instead of the
+    saved argmax (the loop variable read after the loop): the window's last element in
+    row-major order, maximum or not. The forward is correct."""
+
+    name, component = "planted-max-pool-grad-wrong-element", "max_pool2d"
+    vjps = {**NumpyBackend.vjps, "max_pool2d": _max_pool_vjp_last_element}
+
+
 class FlattenChannelsLast(Planted):
     """flatten in channels-last order (N, H, W, C), as a port of TensorFlow weights would."""
 
@@ -263,8 +282,8 @@ class GradientsNotZeroedBetweenSteps(Planted):
 CNN_PLANTED = [ConvPaddingPairsSwapped, ConvDilationIgnoredInBackward, ConvGroupsInterleaved,
                ConvKernelFlipped, ConvTransposeKernelNotFlipped, Conv1dKernelFlipped,
                AvgPoolCeilDivisorCountsOverhang, GlobalAvgPoolSquareMaps,
-               GlobalAvgPoolVjpUndivided, MaxPoolGradientToEveryMax, FlattenChannelsLast,
-               BatchNormBiasedRunningVar, BatchNormFastVariance, BatchNormMomentumFlipped,
-               BatchNormEvalUsesBatchStatistics, ResidualShortcutMissingInBackward,
-               GradientsNotZeroedBetweenSteps]
+               GlobalAvgPoolVjpUndivided, MaxPoolGradientToEveryMax, MaxPoolGradToWrongElement,
+               FlattenChannelsLast, BatchNormBiasedRunningVar, BatchNormFastVariance,
+               BatchNormMomentumFlipped, BatchNormEvalUsesBatchStatistics,
+               ResidualShortcutMissingInBackward, GradientsNotZeroedBetweenSteps]
 """The convolutional family's planted bugs."""

@@ -67,10 +67,10 @@ def test_a_failure_hypothesis_cannot_replay_is_flaky(run):
     assert row["reason"] == f["summary"] == \
         "failed, then passed when Hypothesis replayed its example in the same process"
     assert f["first"]["outcome"] == "failed" and f["first"]["error"].startswith(ERROR)
-    assert _draw_labels(f["first"]) == ["shape", "x", "seed"]
+    assert _draw_labels(f["first"]) == ["sizes", "shape", "x", "seed"]
     # the replay ran the same example and passed
     assert f["second"] == {"outcome": "passed", "draws": f["first"]["draws"]}
-    assert row["counterexample"].startswith(f["first"]["error"] + "\nshape = ")
+    assert row["counterexample"].startswith(f["first"]["error"] + "\nsizes = 'small'\nshape = ")
     assert row["replay"] == ""  # flaky already: not replayed in a fresh process
     assert run["reports"]["first-call-wrong-cpu"]["summary"] == {"flaky": 1}
 
@@ -82,10 +82,10 @@ def test_a_failure_that_passes_in_a_fresh_process_is_flaky(run):
     assert f["where"] == flaky.FRESH_PROCESS
     assert row["reason"] == "failed in the run, passed when replayed in a fresh process"
     assert f["first"]["outcome"] == "failed" and f["first"]["error"].startswith(ERROR)
-    assert _draw_labels(f["first"]) == ["shape", "x", "seed"]
+    assert _draw_labels(f["first"]) == ["sizes", "shape", "x", "seed"]
     assert f["second"]["outcome"] == "passed" and f["second"]["examples"] > 0
     assert row["replay"] == "passed in a fresh process: flaky"
-    assert row["counterexample"].startswith(f["first"]["error"] + "\nshape = ")
+    assert row["counterexample"].startswith(f["first"]["error"] + "\nsizes = 'small'\nshape = ")
     assert run["marker"].exists()  # the run's process answered wrong; the replay did not
 
 
