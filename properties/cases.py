@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
+from properties.coverage import stratum
 from properties.inputs import Case, Inputs
 from properties.strategies import (
     MAX_ELEMENTS,
@@ -41,15 +42,27 @@ TAILS = {
 }
 
 
+#: the reductions of a loss, a configuration class of each
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def range_name(rng) -> str:
+    """A tail range's class name: 'near_zero' or 'lo..hi'."""
+    return rng if rng == NEAR_ZERO else f"{rng[0]:g}..{rng[1]:g}"
+
+
 def tail_array(data, shape, ranges, dtype: str, label: str) -> np.ndarray:
-    """An array in one range drawn from ``ranges`` ((lo, hi) or NEAR_ZERO)."""
-    rng = data.draw(st.sampled_from(ranges), label="tail")
+    """An array in one range of ``ranges`` ((lo, hi) or NEAR_ZERO), the class 'tail'."""
+    names = tuple(range_name(r) for r in ranges)
+    rng = ranges[names.index(stratum(data, "tail", names))]
     if rng == NEAR_ZERO:
         return data.draw(near_zero_array(shape, dtype), label=label)
     return data.draw(floats_array(shape, *rng, dtype), label=label)
 
 
 def activation_case(name: str, **draw_kwargs) -> Case:
+    """Draws of activation ``name``; a keyword given as {class: strategy} is a configuration
+    class (its class drawn first, then its value from that class's strategy)."""
     def case(data, dtype, tail):
         shape, _ = sized(data, shapes(), (1, 64), (8, 512))
         if tail:
@@ -57,7 +70,11 @@ def activation_case(name: str, **draw_kwargs) -> Case:
         else:
             x = data.draw(floats_array(shape, -6.0, 6.0, dtype, gap=1e-2,
                                        kinks=_KINKS.get(name, ())), label="x")
-        kwargs = {k: data.draw(s, label=k) for k, s in draw_kwargs.items()}
+        kwargs = {}
+        for k, s in draw_kwargs.items():
+            if isinstance(s, dict):
+                s = s[stratum(data, k, tuple(s))]
+            kwargs[k] = data.draw(s, label=k)
         return Inputs((x,), kwargs)
     return case
 
@@ -85,8 +102,7 @@ def dense(data, dtype, tail):
 def regression(name: str) -> Case:
     def case(data, dtype, tail):
         shape, _ = sized(data, shapes(1, 2), (1, 128), (8, 256))
-        kwargs: dict[str, Any] = {"reduction": data.draw(st.sampled_from(("mean", "sum", "none")),
-                                                         label="reduction")}
+        kwargs: dict[str, Any] = {"reduction": stratum(data, "reduction", REDUCTIONS)}
         if tail:  # near the origin, where Huber is 0.5 d^2 (relative accuracy)
             pred, target = (data.draw(near_zero_array(shape, dtype), label=k)
                             for k in ("pred", "target"))
@@ -109,24 +125,28 @@ def regression(name: str) -> Case:
     return case
 
 
-_BCETAILS = ((-100.0, -4.0), (4.0, 100.0), (-800.0, -100.0), (100.0, 800.0), NEAR_ZERO)
+BCE_TAILS = ((-100.0, -4.0), (4.0, 100.0), (-800.0, -100.0), (100.0, 800.0), NEAR_ZERO)
 
 
 def bce(data, dtype, tail):
     shape, _ = sized(data, shapes(1, 2), (1, 128), (8, 256))
-    logits = tail_array(data, shape, _BCETAILS, dtype, "logits") if tail else \
+    logits = tail_array(data, shape, BCE_TAILS, dtype, "logits") if tail else \
         data.draw(floats_array(shape, -12.0, 12.0, dtype), label="logits")
     hard = data.draw(st.booleans(), label="hard_targets")
     if hard:
         target = data.draw(floats_array(shape, 0.0, 1.0, dtype), label="target").round()
     else:
         target = data.draw(floats_array(shape, 0.0, 1.0, dtype), label="target")
-    reduction = "none" if tail else data.draw(st.sampled_from(("mean", "sum", "none")),
-                                              label="reduction")
+    reduction = "none" if tail else stratum(data, "reduction", REDUCTIONS)
     return Inputs((logits,), {"target": target, "reduction": reduction}, terms=logits.size)
 
 
-def _classes(data, dtype):
+#: class weights or none; for cross-entropy, with label smoothing or not (and both together)
+WEIGHTS = ("unweighted", "class_weights")
+WEIGHT_SMOOTHING = ("neither", "class_weights", "label_smoothing", "both")
+
+
+def _classes(data, dtype, weighted: bool):
     if realistic(data):  # up to 1024 classes
         k = data.draw(st.integers(8, 1024), label="K")
         n = data.draw(st.integers(1, 32), label="N")
@@ -135,21 +155,24 @@ def _classes(data, dtype):
         k = data.draw(st.integers(2, 6), label="K")
     labels = np.asarray(data.draw(st.lists(st.integers(0, k - 1), min_size=n, max_size=n),
                                   label="labels"), dtype=np.int64)
-    weight = data.draw(floats_array((k,), 0.1, 3.0, dtype) | st.none(), label="weight")
-    reduction = data.draw(st.sampled_from(("mean", "sum", "none")), label="reduction")
+    weight = data.draw(floats_array((k,), 0.1, 3.0, dtype), label="weight") if weighted else None
+    reduction = stratum(data, "reduction", REDUCTIONS)
     return n, k, labels, weight, reduction
 
 
 def cross_entropy(data, dtype, tail):
-    n, k, labels, weight, reduction = _classes(data, dtype)
+    form = stratum(data, "weight_smoothing", WEIGHT_SMOOTHING)
+    n, k, labels, weight, reduction = _classes(data, dtype, form in ("class_weights", "both"))
     logits = data.draw(floats_array((n, k), -8.0, 8.0, dtype), label="logits")
-    smoothing = data.draw(st.sampled_from((0.0, 0.1)) | st.floats(0.0, 0.5), label="label_smoothing")
+    smoothing = data.draw(st.sampled_from((0.1,)) | st.floats(0.01, 0.5), label="label_smoothing") \
+        if form in ("label_smoothing", "both") else 0.0
     return Inputs((logits,), {"labels": labels, "reduction": reduction,
                               "label_smoothing": smoothing, "weight": weight}, terms=n * k)
 
 
 def nll(data, dtype, tail):
-    n, k, labels, weight, reduction = _classes(data, dtype)
+    weighted = stratum(data, "weight", WEIGHTS) == "class_weights"
+    n, k, labels, weight, reduction = _classes(data, dtype, weighted)
     log_probs = data.draw(floats_array((n, k), -8.0, 0.0, dtype), label="log_probs")
     return Inputs((log_probs,), {"labels": labels, "reduction": reduction, "weight": weight},
                   terms=n)

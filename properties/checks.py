@@ -39,10 +39,17 @@ def unsupported_example() -> Iterator[None]:
 def draw_inputs(data: st.DataObject, backend: Backend, component: str, dtype: str,
                 tail: bool = False) -> Inputs:
     """Inputs of ``component`` with the backend's conventions applied (noted as the example's
-    arguments, on which a scoped known divergence is judged)."""
-    inp = SPECS[component].case(data, dtype, tail)
+    arguments, on which a scoped known divergence is judged), and their configuration classes
+    noted in the test's record (properties/coverage.py)."""
+    spec = SPECS[component]
+    record = current_record()
+    record.declared = dict(spec.tail_classes if tail else spec.classes)
+    inp = spec.case(data, dtype, tail)
     inp.kwargs = conventions(data, backend, component, inp.kwargs)
     note_arguments(inp.kwargs)
+    if spec.classify is not None:  # the classes the backend runs, its conventions applied
+        for dimension, cls in spec.classify(inp).items():
+            record.note_class(dimension, cls)
     return inp
 
 

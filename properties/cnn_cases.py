@@ -11,13 +11,18 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from hypothesis import assume
 from hypothesis import strategies as st
 
+from properties.coverage import stratum
 from properties.inputs import Case, Inputs
+from properties.record import current_record
 from properties.strategies import MAX_ELEMENTS, floats_array, realistic
 from properties.tolerance import round_to
 from reference import registry
-from reference.batchnorm import VARIANCES
+from reference.batchnorm import MOMENTUM_CONVENTIONS, VARIANCES
+from reference.conv import _same_pad
+from reference.pooling import pool_output_size
 
 
 def _size(data, kernel: int, dilation: int, pad_total: int, label: str, spread: int = 4) -> int:
@@ -36,14 +41,18 @@ def _int_or_pair(data, lo: int, hi: int, label: str) -> tuple[Any, tuple[int, in
     return pair, pair
 
 
-def _conv_padding(data, ndim: int) -> tuple[Any, list[tuple[int, int]] | None]:
-    """(padding as passed, per-dim (low, high) or None for 'same')."""
-    forms = ("int", "pair", "explicit", "valid", "same") if ndim == 2 else \
-        ("int", "explicit", "valid", "same")
-    form = data.draw(st.sampled_from(forms), label="padding_form")
+#: configuration classes (properties/coverage.py): padding forms ('same' with an even or an
+#: odd total, the odd pixel going to one side), and groups and dilation alone and together
+PADDINGS = {2: ("int", "pair", "explicit", "valid", "same_even", "same_odd"),
+            1: ("int", "explicit", "valid", "same_even", "same_odd")}
+GROUPS_DILATION = ("plain", "groups", "dilation", "groups_dilation")
+
+
+def _conv_padding(data, ndim: int, form: str) -> tuple[Any, list[tuple[int, int]] | None]:
+    """(padding as passed, per-dim (low, high) or None for 'same') of a form of PADDINGS."""
     if form == "valid":
         return "valid", [(0, 0)] * ndim
-    if form == "same":
+    if form.startswith("same"):
         return "same", None
     if form == "int":
         p = data.draw(st.integers(0, 2), label="padding")
@@ -58,8 +67,10 @@ def _conv_padding(data, ndim: int) -> tuple[Any, list[tuple[int, int]] | None]:
 
 def _conv_config(data, big: bool) -> tuple[Any, ...]:
     """(groups, in and out channels per group, N, kernel as a pair, stride and dilation as
-    passed and as pairs); ``big``: up to 64 channels (realistic sizes)."""
-    g = data.draw(st.sampled_from((1, 1, 2, 3)), label="groups")
+    passed and as pairs) of a GROUPS_DILATION class; ``big``: up to 64 channels (realistic
+    sizes)."""
+    gd = stratum(data, "groups_dilation", GROUPS_DILATION)
+    g = data.draw(st.sampled_from((2, 3)), label="groups") if "groups" in gd else 1
     if big:
         cg = data.draw(st.integers(4, 64 // g), label="in_per_group")
         og = data.draw(st.integers(4, 64 // g), label="out_per_group")
@@ -69,21 +80,41 @@ def _conv_config(data, big: bool) -> tuple[Any, ...]:
     n = data.draw(st.integers(1, 4 if big else 3), label="N")
     _, ks = _int_or_pair(data, 1, 3, "kernel")
     stride, ss = _int_or_pair(data, 1, 3, "stride")
-    dilation, ds = _int_or_pair(data, 1, 2, "dilation")
+    dilation, ds = _int_or_pair(data, 1, 2 if "dilation" in gd else 1, "dilation")
+    if "dilation" in gd and max(ds) == 1:
+        dilation, ds = 2, (2, 2)
     return g, cg, og, n, ks, stride, ss, dilation, ds
+
+
+def _odd_same(ks, ss, ds) -> tuple[tuple[int, int], ...]:
+    """Kernel, stride and dilation pairs whose first dimension has an odd total 'same' pad:
+    stride 1 and d (k - 1) odd (kernel 2, dilation 1 or 3)."""
+    return (2, ks[1]), (1, ss[1]), (1 if ds[0] == 1 else 3, ds[1])
+
+
+def _same_class(sizes, ks, ss, ds) -> str:
+    """'same_odd' where some dimension's total 'same' padding is odd, else 'same_even'."""
+    odd = any(sum(_same_pad(sizes[d], ks[d], ss[d], ds[d])) % 2 for d in range(len(sizes)))
+    return "same_odd" if odd else "same_even"
 
 
 def conv(ndim: int) -> Case:
     def case(data, dtype, tail):
         big = realistic(data)
         g, cg, og, n, ks, stride, ss, dilation, ds = _conv_config(data, big)
+        form = stratum(data, "padding", PADDINGS[ndim])
+        if form == "same_odd":
+            ks, ss, ds = _odd_same(ks, ss, ds)
+            stride, dilation = ss, ds
         if ndim == 1:
             stride, dilation = ss[0], ds[0]
-        padding, pads = _conv_padding(data, ndim)
+        padding, pads = _conv_padding(data, ndim, form)
         spread = (120 if ndim == 1 else 12) if big else 4
         sizes = tuple(data.draw(st.integers(1, 2 + spread), label=f"size_{d}") if pads is None
                       else _size(data, ks[d], ds[d], sum(pads[d]), f"size_{d}", spread)
                       for d in range(ndim))
+        if pads is None:  # the class the sizes, strides and dilations give
+            current_record().note_class("padding", _same_class(sizes, ks, ss, ds))
         n = _fit(n, g * cg, sizes)
         x = data.draw(floats_array((n, g * cg, *sizes), -2.0, 2.0, dtype), label="x")
         w = data.draw(floats_array((g * og, cg, *ks[:ndim]), -1.0, 1.0, dtype), label="w")
@@ -129,18 +160,50 @@ def conv_transpose2d(data, dtype, tail):
     return Inputs((x, w, b), kwargs, terms=terms)
 
 
-def _pool_config(data, big: bool = False):
+#: ceil mode: off, on, on with a window that overhangs the input (an extra output)
+CEIL = ("floor", "ceil", "ceil_overhang")
+#: padding, and whether an average counts it (at a border)
+PAD_COUNT = ("unpadded", "include_pad", "exclude_pad")
+
+
+def _pool_config(data, big: bool, ceil: str, padded: bool | None = None):
+    """(kernel as passed and as a pair, stride, padding); ``padded``: some padding (True),
+    none (False) or either (None); the 'ceil_overhang' class has a stride of 2 or more."""
     kernel, ks = _int_or_pair(data, 1, 5 if big else 3, "kernel_size")
-    stride, _ = _int_or_pair(data, 1, 3, "stride") if data.draw(st.booleans(), label="stride_given") \
-        else (None, None)
+    if padded and ks[0] < 2:
+        kernel = ks = (2, ks[1])
+    if ceil == "ceil_overhang":
+        stride, _ = _int_or_pair(data, 2, 3, "stride")
+    else:
+        stride, _ = _int_or_pair(data, 1, 3, "stride") if data.draw(
+            st.booleans(), label="stride_given") else (None, None)
     # torch's rule: padding <= kernel // 2 in each dimension
-    padding = tuple(data.draw(st.integers(0, k // 2), label=f"padding_{i}") for i, k in enumerate(ks))
+    padding = tuple(0 if padded is False else
+                    data.draw(st.integers(1 if padded and i == 0 else 0, k // 2),
+                              label=f"padding_{i}") for i, k in enumerate(ks))
     return kernel, ks, stride, padding
+
+
+def _pair(v) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def pool_classes(x, kernel_size, stride, padding, ceil_mode, dilation=1, **_) -> str:
+    """The CEIL class of a pooling's final arguments."""
+    if not ceil_mode:
+        return "floor"
+    ks, ds, ps = _pair(kernel_size), _pair(dilation), _pair(padding)
+    ss = ks if stride is None else _pair(stride)
+    extra = any(pool_output_size(x.shape[2 + i], ks[i], ss[i], ps[i], ds[i], True)
+                > pool_output_size(x.shape[2 + i], ks[i], ss[i], ps[i], ds[i], False)
+                for i in range(2))
+    return "ceil_overhang" if extra else "ceil"
 
 
 def max_pool2d(data, dtype, tail):
     big = realistic(data)
-    kernel, ks, stride, padding = _pool_config(data, big)
+    ceil = stratum(data, "ceil", CEIL)
+    kernel, ks, stride, padding = _pool_config(data, big, ceil)
     dilation, ds = _int_or_pair(data, 1, 2, "dilation")
     n, c = (data.draw(st.integers(1, hi), label=k) for k, hi in (("N", 4 if big else 2),
                                                                  ("C", 64 if big else 2)))
@@ -159,15 +222,18 @@ def max_pool2d(data, dtype, tail):
     x = (np.tile(blocks, reps)[:, :, :sizes[0], :sizes[1]] - 128) / 8.0
     shape = x.shape
     kwargs = {"kernel_size": kernel, "stride": stride, "padding": padding, "dilation": dilation,
-              "ceil_mode": data.draw(st.booleans(), label="ceil_mode"),
+              "ceil_mode": ceil != "floor",
               "ties": data.draw(st.sampled_from(("first", "split")), label="ties")}
-    return Inputs((round_to(x.reshape(shape), dtype),), kwargs,
-                  terms=int(np.prod(ks)))
+    x = round_to(x.reshape(shape), dtype)
+    assume(ceil != "ceil_overhang" or pool_classes(x, **kwargs) == ceil)
+    return Inputs((x,), kwargs, terms=int(np.prod(ks)))
 
 
 def avg_pool2d(data, dtype, tail):
     big = realistic(data)
-    kernel, ks, stride, padding = _pool_config(data, big)
+    ceil = stratum(data, "ceil", CEIL)
+    pad_count = stratum(data, "pad_count", PAD_COUNT)
+    kernel, ks, stride, padding = _pool_config(data, big, ceil, pad_count != "unpadded")
     n, c = (data.draw(st.integers(1, hi), label=k) for k, hi in (("N", 4 if big else 2),
                                                                  ("C", 64 if big else 3)))
     sizes = tuple(_size(data, ks[i], 1, 2 * padding[i], f"size_{i}", 60 if big else 4)
@@ -176,8 +242,8 @@ def avg_pool2d(data, dtype, tail):
     c = max(1, min(c, MAX_ELEMENTS // (n * sizes[0] * sizes[1])))
     x = data.draw(floats_array((n, c, *sizes), -2.0, 2.0, dtype), label="x")
     kwargs = {"kernel_size": kernel, "stride": stride, "padding": padding,
-              "ceil_mode": data.draw(st.booleans(), label="ceil_mode"),
-              "count_include_pad": data.draw(st.booleans(), label="count_include_pad")}
+              "ceil_mode": ceil != "floor", "count_include_pad": pad_count != "exclude_pad"}
+    assume(ceil != "ceil_overhang" or pool_classes(x, **kwargs) == ceil)
     return Inputs((x,), kwargs, terms=int(np.prod(ks)))
 
 
@@ -195,6 +261,9 @@ def flatten(data, dtype, tail):
     shape = tuple(data.draw(st.lists(st.integers(1, side), min_size=2, max_size=4), label="shape"))
     shape = (_fit(shape[0], 1, shape[1:]), *shape[1:])
     return Inputs((data.draw(floats_array(shape, -2.0, 2.0, dtype), label="x"),), {})
+
+
+BN_MODES = ("train", "eval")
 
 
 def batch_norm(data, dtype, tail):
@@ -216,15 +285,14 @@ def batch_norm(data, dtype, tail):
     kwargs = {
         "running_mean": data.draw(floats_array((c,), -1.0, 1.0, dtype), label="running_mean"),
         "running_var": data.draw(floats_array((c,), 0.25, 4.0, dtype), label="running_var"),
-        "training": data.draw(st.booleans(), label="training"),
+        "training": stratum(data, "mode", BN_MODES) == "train",
         # the frameworks' defaults (torch 0.1, flax 0.99) as often as any other value
         "momentum": float(round_to(np.array(data.draw(
             st.one_of(st.sampled_from((0.1, 0.9, 0.99)), st.floats(0.0, 1.0)), label="momentum")),
             dtype)),
         "eps": data.draw(st.sampled_from((1e-5, 1e-3, 0.1)), label="eps"),
-        "momentum_convention": data.draw(st.sampled_from(("torch", "flax")),
-                                         label="momentum_convention"),
+        "momentum_convention": stratum(data, "momentum_convention", MOMENTUM_CONVENTIONS),
         "unbiased_running_var": data.draw(st.booleans(), label="unbiased_running_var"),
-        "variance": data.draw(st.sampled_from(VARIANCES), label="variance"),
+        "variance": stratum(data, "variance", VARIANCES),
     }
     return Inputs((x, weight, bias), kwargs, terms=n * int(np.prod(spatial)))

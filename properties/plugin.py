@@ -21,6 +21,7 @@ from __future__ import annotations
 import _thread
 import faulthandler
 import functools
+import inspect
 import os
 import resource
 import shlex
@@ -36,7 +37,7 @@ from hypothesis.errors import FailedHealthCheck, Flaky, Unsatisfiable, Unsatisfi
 
 from backends.base import Backend, BackendUnavailable
 from backends.loader import BUILTIN, resolve
-from properties import flaky, report, runlog, scheduling
+from properties import coverage, flaky, report, runlog, scheduling
 from properties.record import Record, start_record
 from properties.report import item_key
 from properties.scoped import ScopedRun
@@ -390,6 +391,8 @@ def pytest_runtest_call(item: pytest.Item):
             test_fn._hypothesis_internal_use_settings = _shrinkless(old_settings)
     try:
         result = yield
+        if inner is not None and old_settings is not None:
+            _top_up(item, test_fn, record, old_settings)
     except (Unsatisfiable, FailedHealthCheck) as exc:
         # no example got past the set-asides; FailedHealthCheck names its check only in the
         # text (filter_too_much: "...filtering out a lot of inputs...")
@@ -421,12 +424,47 @@ def pytest_runtest_call(item: pytest.Item):
         if record.lacked:  # [component, argument, drawn value or None, examples]
             item.user_properties.append(("lacked_arguments",
                                          [[*key, n] for key, n in record.lacked.items()]))
+        if record.classes:  # [dimension, class, examples]
+            item.user_properties.append(("classes", [[*k, n] for k, n in record.classes.items()]))
+        if record.class_gaps:
+            item.user_properties.append(("class_gaps", [[*k, why] for k, why in
+                                                        record.class_gaps.items()]))
         if scoped is not None:
             item.user_properties.extend(scoped.properties())
     if scoped is not None and scoped.observed:
         # every example outside the scopes passed: the test shows the known divergence
         pytest.xfail(scoped.summary(record.examples))
     return result
+
+
+def _top_up(item: pytest.Item, test_fn: Any, record: Record, base: settings) -> None:
+    """Draw each configuration class the test's run missed again, forced, coverage.TOPUP
+    examples each (properties/coverage.py); a class still missing gets its reason in
+    ``record.class_gaps``. A failing example fails the test as any other."""
+    args = {a: item.funcargs[a] for a in inspect.signature(test_fn).parameters
+            if a in item.funcargs}
+    for dimension, cls in coverage.missing(record.declared, record.classes):
+        if record.classes.get((dimension, cls)):
+            continue  # an earlier top-up drew it
+        checked, set_aside = record.examples, sum(record.unsupported.values())
+        test_fn._hypothesis_internal_use_settings = settings(
+            base, max_examples=coverage.TOPUP, database=None)
+        try:
+            with coverage.forcing(dimension, cls):
+                test_fn(**args)
+        except (Unsatisfiable, FailedHealthCheck):
+            pass  # every forced example set aside: said below
+        finally:
+            test_fn._hypothesis_internal_use_settings = base
+        if record.classes.get((dimension, cls)):
+            continue
+        if record.examples > checked:
+            why = "the backend's conventions or lacked arguments give another class"
+        elif sum(record.unsupported.values()) > set_aside:
+            why = f"every forced example set aside: {unsupported_summary(record)}"
+        else:
+            why = f"not drawn in {coverage.TOPUP} forced examples"
+        record.class_gaps[(dimension, cls)] = why
 
 
 def unsupported_summary(record: Record, shown: int = 3) -> str:

@@ -57,11 +57,20 @@ class Record:
     #: (component, argument, drawn value as text, or None where the draw was the fixed value)
     #: -> examples, for each argument the backend lacks (Backend.lacks)
     lacked: Counter[tuple[str, str, str | None]] = field(default_factory=Counter)
+    #: (dimension, class) -> examples checked in it (properties/coverage.py)
+    classes: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: the configuration classes the test's component declares (dimension -> names)
+    declared: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: (dimension, class) -> why a declared class was not exercised
+    class_gaps: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: the current example's classes, counted when it ends
+    _pending: dict[str, str] = field(default_factory=dict, repr=False)
     #: the exceptions of ``first_failure`` and ``failure`` (which failure Hypothesis names)
     _errors: dict[str, BaseException] = field(default_factory=dict, repr=False)
 
     def begin_example(self) -> None:
         self.draws = []
+        self._pending = {}
         self.last_example = None
         if self.on_draw is not None:
             self.on_draw(None, None)
@@ -76,6 +85,7 @@ class Record:
         """An example that reached its checks ended: passed (``error`` None) or failed."""
         if self.failure is None:
             self.examples += 1
+            self.classes.update(self._pending.items())
         else:
             self.replays += 1
         draws = [list(d) for d in self.draws]
@@ -105,6 +115,11 @@ class Record:
     def add(self, c: Comparison) -> None:
         self.comparisons += 1
         self.worst_margin = max(self.worst_margin, c.margin)
+
+    def note_class(self, dimension: str, cls: str) -> None:
+        """The current example's class of ``dimension``, counted if the example reaches its
+        end (properties/coverage.py)."""
+        self._pending[dimension] = cls
 
     def note_lacked(self, component: str, argument: str, drawn: Any, fixed: Any) -> None:
         """An example drew ``drawn`` for an argument the backend lacks and got ``fixed``."""

@@ -154,6 +154,8 @@ def build(config: pytest.Config, sel, rows: list[dict], run: dict[str, Any]) -> 
             "reproduce": props.get("reproduce", ""),
             "flaky": props.get("flaky") if outcome == "flaky" else None,
             "replay": props.get("replay", "") if outcome in ("failed", "flaky") else "",
+            "classes": props.get("classes", []) if ran else [],
+            "class_gaps": props.get("class_gaps", []) if ran else [],
         })
     cls = sel.cls
     partial = bool(run["selection"])
@@ -273,6 +275,16 @@ def _seen(obs: dict) -> str:
     return obs["outcome"]
 
 
+def _classes(r: dict) -> str:
+    """'dim: a 3, b 2; dim2: ...; not exercised: dim=c (why)'."""
+    dims: dict[str, list[str]] = {}
+    for dim, cls, n in sorted(r.get("classes", [])):
+        dims.setdefault(dim, []).append(f"{cls} {n}")
+    text = "; ".join(f"{d}: {', '.join(v)}" for d, v in dims.items())
+    gaps = [f"{d}={c} ({why})" for d, c, why in r.get("class_gaps", [])]
+    return text + (f"; **not exercised:** {', '.join(gaps)}" if gaps else "")
+
+
 def _property(r: dict) -> str:
     """The test's name, with its other parameters (e.g. the optimizer) where it has any."""
     return f"{r['test']}[{r['variant']}]" if r["variant"] else r["test"]
@@ -364,6 +376,13 @@ def markdown(rep: dict[str, Any]) -> str:
                 "replayed: both observations are shown.", ""]
         for r in failures:
             out += _failure(r)
+    covered = [r for r in rep["results"] if r.get("classes") or r.get("class_gaps")]
+    if covered:
+        out += ["", "## Configuration classes", "",
+                "Per property, the configuration classes its examples exercised (examples in "
+                "each; properties/coverage.py), and each declared class it did not, with why.", ""]
+        out += [f"- {r['component'] or ''} {_property(r)} {r['dtype'] or ''}: {_classes(r)}"
+                for r in covered]
     aside = [r for r in rep["results"] if r["unsupported_examples"]]
     if aside:
         out += ["", "## Examples set aside as unsupported", "",

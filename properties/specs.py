@@ -10,7 +10,7 @@ outside the tree.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,11 +19,14 @@ from hypothesis import strategies as st
 from properties import cases as K
 from properties import cnn_cases as CK
 from properties import magnitudes as M
-from properties.inputs import Case
+from properties.coverage import SIZES, Classes
+from properties.inputs import Case, Inputs
 from reference import registry
+from reference.batchnorm import MOMENTUM_CONVENTIONS, VARIANCES
 
 ForwardTerms = Callable[[tuple[np.ndarray, ...], dict[str, Any]], Any]
 VjpTerms = Callable[[tuple[np.ndarray, ...], dict[str, Any], np.ndarray], list[np.ndarray]]
+Classify = Callable[[Inputs], dict[str, str]]
 
 
 @dataclass(frozen=True)
@@ -31,16 +34,62 @@ class Spec:
     """case: draw(data, dtype, tail) -> Inputs. tail: the case also draws a saturated or
     underflowing range (checked in relative terms). forward_terms / vjp_terms: the magnitude
     M of the terms the oracle's formula combines (None: none beyond the result), see
-    properties/magnitudes.py; vjp_terms takes the cotangent of the differentiated output."""
+    properties/magnitudes.py; vjp_terms takes the cotangent of the differentiated output.
+    classes / tail_classes: the configuration classes the regular / tail draws cover
+    (properties/coverage.py); classify: the classes of final inputs where the backend's
+    conventions can change them."""
 
     case: Case
     tail: bool = False
     forward_terms: ForwardTerms | None = None
     vjp_terms: VjpTerms | None = None
+    classes: Classes = field(default_factory=lambda: {"sizes": SIZES})
+    tail_classes: Classes = field(default_factory=lambda: {"sizes": SIZES})
+    classify: Classify | None = None
 
 
-def _activation(name: str, vjp: VjpTerms | None = None, **draws: Any) -> Spec:
-    return Spec(K.activation_case(name, **draws), tail=name in K.TAILS, vjp_terms=vjp)
+def _activation(name: str, vjp: VjpTerms | None = None, classify: Classify | None = None,
+                **draws: Any) -> Spec:
+    """An activation's spec; a draw given as {class: strategy} is a configuration class."""
+    classes = {"sizes": SIZES, **{k: tuple(d) for k, d in draws.items() if isinstance(d, dict)}}
+    tails = {"tail": tuple(K.range_name(r) for r in K.TAILS[name])} if name in K.TAILS else {}
+    return Spec(K.activation_case(name, **draws), tail=name in K.TAILS, vjp_terms=vjp,
+                classes=classes, tail_classes={"sizes": SIZES, **tails}, classify=classify)
+
+
+def _threshold(inp: Inputs) -> dict[str, str]:
+    t = inp.kwargs.get("threshold")
+    return {"threshold": "exact" if t is None else "default" if t == 20.0 else "small"}
+
+
+def _weights(inp: Inputs) -> dict[str, str]:
+    """cross_entropy's WEIGHT_SMOOTHING class or nll_loss's WEIGHTS class (a backend may lack
+    class weights)."""
+    weighted = inp.kwargs.get("weight") is not None
+    if "label_smoothing" not in inp.kwargs:
+        return {"weight": "class_weights" if weighted else "unweighted"}
+    smoothed = bool(inp.kwargs["label_smoothing"])
+    return {"weight_smoothing": ("both" if smoothed else "class_weights") if weighted else
+            ("label_smoothing" if smoothed else "neither")}
+
+
+def _pooling(inp: Inputs) -> dict[str, str]:
+    """A pooling's CEIL class and, for an average, its PAD_COUNT class."""
+    out = {"ceil": CK.pool_classes(inp.primals[0], **inp.kwargs)}
+    if "count_include_pad" in inp.kwargs:
+        pads = inp.kwargs["padding"]
+        padded = any(np.atleast_1d(pads)) if not isinstance(pads, int) else pads > 0
+        out["pad_count"] = "unpadded" if not padded else \
+            "include_pad" if inp.kwargs["count_include_pad"] else "exclude_pad"
+    return out
+
+
+def _batch_norm(inp: Inputs) -> dict[str, str]:
+    return {k: inp.kwargs[k] for k in ("momentum_convention", "variance")}
+
+
+_LOSS = {"sizes": SIZES, "reduction": K.REDUCTIONS}
+_CONV = {"sizes": SIZES, "groups_dilation": CK.GROUPS_DILATION}
 
 
 SPECS: dict[str, Spec] = {
@@ -50,31 +99,45 @@ SPECS: dict[str, Spec] = {
     "relu": _activation("relu"),
     "leaky_relu": _activation("leaky_relu", negative_slope=st.floats(0.001, 0.5)),
     "elu": _activation("elu", alpha=st.floats(0.1, 2.0)),
-    "gelu": _activation("gelu", M.gelu_vjp, approximate=st.sampled_from(("none", "tanh"))),
+    "gelu": _activation("gelu", M.gelu_vjp, approximate={a: st.just(a) for a in ("none", "tanh")}),
     "silu": _activation("silu", M.silu_vjp),
     # threshold: None is the exact function; a float returns x where beta x > threshold (20
     # meets the tails, 0.5 to 10 the regular range)
-    "softplus": _activation("softplus", beta=st.floats(0.5, 3.0),
-                            threshold=st.one_of(st.none(), st.just(20.0), st.floats(0.5, 10.0))),
+    "softplus": _activation("softplus", classify=_threshold, beta=st.floats(0.5, 3.0),
+                            threshold={"exact": st.none(), "default": st.just(20.0),
+                                       "small": st.floats(0.5, 10.0)}),
     "softmax": Spec(K.softmax, tail=True, vjp_terms=M.softmax_vjp),
     "log_softmax": Spec(K.softmax, tail=True, forward_terms=M.log_softmax_forward,
                         vjp_terms=M.log_softmax_vjp),
-    "mse_loss": Spec(K.regression("mse_loss")),
-    "l1_loss": Spec(K.regression("l1_loss")),
-    "huber_loss": Spec(K.regression("huber_loss"), tail=True),
-    "bce_with_logits": Spec(K.bce, tail=True, vjp_terms=M.bce_with_logits_vjp),
+    "mse_loss": Spec(K.regression("mse_loss"), classes=_LOSS),
+    "l1_loss": Spec(K.regression("l1_loss"), classes=_LOSS),
+    "huber_loss": Spec(K.regression("huber_loss"), tail=True, classes=_LOSS, tail_classes=_LOSS),
+    "bce_with_logits": Spec(K.bce, tail=True, vjp_terms=M.bce_with_logits_vjp, classes=_LOSS,
+                            tail_classes={"sizes": SIZES, "tail": tuple(
+                                K.range_name(r) for r in K.BCE_TAILS)}),
     "cross_entropy": Spec(K.cross_entropy, forward_terms=M.cross_entropy_forward,
-                          vjp_terms=M.cross_entropy_vjp),
-    "nll_loss": Spec(K.nll),
-    **{n: Spec(CK.conv(2) if n == "conv2d" else CK.conv(1) if n == "conv1d" else
-               CK.conv_transpose2d, forward_terms=M.abs_forward(n), vjp_terms=M.bilinear_vjp(n))
-       for n in ("conv2d", "conv1d", "conv_transpose2d")},
-    "max_pool2d": Spec(CK.max_pool2d, vjp_terms=M.summing_vjp("max_pool2d")),
-    **{n: Spec(getattr(CK, n), forward_terms=M.abs_forward(n), vjp_terms=M.summing_vjp(n))
-       for n in ("avg_pool2d", "global_avg_pool2d")},
+                          vjp_terms=M.cross_entropy_vjp, classify=_weights,
+                          classes={**_LOSS, "weight_smoothing": K.WEIGHT_SMOOTHING}),
+    "nll_loss": Spec(K.nll, classify=_weights, classes={**_LOSS, "weight": K.WEIGHTS}),
+    **{n: Spec(CK.conv(d), forward_terms=M.abs_forward(n), vjp_terms=M.bilinear_vjp(n),
+               classes={**_CONV, "padding": CK.PADDINGS[d]})
+       for n, d in (("conv2d", 2), ("conv1d", 1))},
+    "conv_transpose2d": Spec(CK.conv_transpose2d, forward_terms=M.abs_forward("conv_transpose2d"),
+                             vjp_terms=M.bilinear_vjp("conv_transpose2d"), classes=_CONV),
+    "max_pool2d": Spec(CK.max_pool2d, vjp_terms=M.summing_vjp("max_pool2d"), classify=_pooling,
+                       classes={"sizes": SIZES, "ceil": CK.CEIL}),
+    "avg_pool2d": Spec(CK.avg_pool2d, forward_terms=M.abs_forward("avg_pool2d"),
+                       vjp_terms=M.summing_vjp("avg_pool2d"), classify=_pooling,
+                       classes={"sizes": SIZES, "ceil": CK.CEIL, "pad_count": CK.PAD_COUNT}),
+    "global_avg_pool2d": Spec(CK.global_avg_pool2d,
+                              forward_terms=M.abs_forward("global_avg_pool2d"),
+                              vjp_terms=M.summing_vjp("global_avg_pool2d")),
     "flatten": Spec(CK.flatten),
     "batch_norm": Spec(CK.batch_norm, forward_terms=M.batch_norm_forward,
-                       vjp_terms=M.batch_norm_vjp),
+                       vjp_terms=M.batch_norm_vjp, classify=_batch_norm,
+                       classes={"sizes": SIZES, "mode": CK.BN_MODES,
+                                "momentum_convention": MOMENTUM_CONVENTIONS,
+                                "variance": VARIANCES}),
     "var_mean": Spec(K.var_mean),
 }
 """Component name -> how the properties draw and judge it."""

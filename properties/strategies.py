@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from backends.base import Backend
+from properties.coverage import SIZES, stratum
 from properties.record import current_record
 from properties.tolerance import TINY, round_to
 
@@ -31,8 +32,8 @@ def realistic(data: st.DataObject) -> bool:
     or realistic: reductions of 8 to 1024 terms, up to 64 channels, batches to 128, spatial
     sizes to 64, past the sizes where real kernels switch to blocked, vectorised and split
     paths (at most MAX_ELEMENTS per array)."""
-    return data.draw(st.sampled_from(("small", "small", "realistic")),
-                     label="sizes") == "realistic"
+    return stratum(data, "sizes", SIZES, st.sampled_from(("small", "small", "realistic"))) \
+        == "realistic"
 
 
 def shapes(min_dims: int = 1, max_dims: int = 3, max_side: int = 5) -> st.SearchStrategy:
