@@ -29,7 +29,8 @@ EXPECTED = {
               ("test_vjp", "conv2d", ("bfloat16",), None),
               ("test_network_forward", "mlp", None, "pytorch#187806"),
               ("test_network_gradients", "mlp", None, "pytorch#187806"),
-              ("test_network_training", "mlp", None, "pytorch#187806")],
+              ("test_network_training", "mlp", None, "pytorch#187806"),
+              ("test_forward", "cross_entropy", ("float16",), None)],
     "jax": [("test_forward", "gelu", F64_F32_BF16, None),
             ("test_vjp", "gelu", None, None),
             ("test_forward_tail", "gelu", F64_F32_BF16, None),
@@ -46,8 +47,8 @@ def test_entries_load_as_before(adapter):
     for k in kds:
         assert len(k.reason) > 100 and "{" not in k.reason, k
         # the scoped entries (added as data): torch's bfloat16 conv1d and conv2d weight
-        # gradients, gelu inside an MLP
-        assert k.scoped == (k.component in ("conv1d", "conv2d", "mlp")), k
+        # gradients, gelu inside an MLP, float16 cross-entropy with label smoothing
+        assert k.scoped == (k.component in ("conv1d", "conv2d", "mlp", "cross_entropy")), k
 
 
 def test_shared_texts_are_expanded():
