@@ -36,7 +36,8 @@ EXPECTED = {
             ("test_forward_tail", "gelu", F64_F32_BF16, None),
             ("test_vjp", "elu", F64_F32_BF16, None),
             ("test_batch_norm_large_mean_keeps_unit_std", "batch_norm", ("float32", "float64"),
-             "flax#1491")],
+             "flax#1491"),
+            ("test_vjp", "conv1d", ("float32", "float16", "bfloat16"), None)],
 }
 
 
@@ -47,7 +48,8 @@ def test_entries_load_as_before(adapter):
     for k in kds:
         assert len(k.reason) > 100 and "{" not in k.reason, k
         # the scoped entries (added as data): torch's bfloat16 conv1d and conv2d weight
-        # gradients, gelu inside an MLP, float16 cross-entropy with label smoothing
+        # gradients, gelu inside an MLP, float16 cross-entropy with label smoothing; jax's
+        # conv1d input gradient
         assert k.scoped == (k.component in ("conv1d", "conv2d", "mlp", "cross_entropy")), k
 
 

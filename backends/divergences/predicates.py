@@ -30,6 +30,14 @@ def strided_implicit_padding_2d(args: Mapping[str, Any]) -> bool:
                for s, d, (lo, _) in zip(stride, dilation, pad, strict=True))
 
 
+def conv1d_padding_2_0(args: Mapping[str, Any]) -> bool:
+    """explicit padding (2, 0), stride 1 and dilation 1 (the kernel, 2, is not an argument)"""
+    pad = args.get("padding", 0)
+    return (isinstance(pad, tuple | list) and tuple(pad) == (2, 0)
+            and args.get("stride", 1) in (1, (1,)) and args.get("dilation", 1) in (1, (1,)))
+
+
 PREDICATES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
     "strided_implicit_padding_2d": strided_implicit_padding_2d,
+    "conv1d_padding_2_0": conv1d_padding_2_0,
 }
