@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import Any
 
 from hypothesis import strategies as st
 
@@ -52,6 +53,20 @@ def forcing(dimension: str, cls: str) -> Iterator[None]:
         yield
     finally:
         _FORCED.reset(token)
+
+
+#: the arguments a dimension's class is made of, where not the argument of its name
+ARGUMENTS = {"ceil": ("ceil_mode",), "weight_smoothing": ("weight", "label_smoothing"),
+             "pad_count": ("padding", "count_include_pad")}
+
+
+def fixed_by(backend: Any, component: str, dimension: str) -> list[str]:
+    """The arguments of ``dimension`` the backend fixes to one value (a convention that is
+    not a tuple of choices, or an argument it lacks): its other classes cannot be drawn."""
+    conv = backend.conventions.get(component, {})
+    lacks = backend.lacks.get(component, {})
+    return [a for a in ARGUMENTS.get(dimension, (dimension,))
+            if a in lacks or (a in conv and not isinstance(conv[a], tuple))]
 
 
 def missing(declared: Classes, seen: Mapping[tuple[str, str], int]) -> list[tuple[str, str]]:

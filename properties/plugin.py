@@ -443,9 +443,14 @@ def _top_up(item: pytest.Item, test_fn: Any, record: Record, base: settings) -> 
     ``record.class_gaps``. A failing example fails the test as any other."""
     args = {a: item.funcargs[a] for a in inspect.signature(test_fn).parameters
             if a in item.funcargs}
+    backend, component = args.get("backend"), args.get("component")
     for dimension, cls in coverage.missing(record.declared, record.classes):
         if record.classes.get((dimension, cls)):
             continue  # an earlier top-up drew it
+        fixed = coverage.fixed_by(backend, component, dimension) if backend else []
+        if fixed:
+            record.class_gaps[(dimension, cls)] = f"the backend fixes {', '.join(fixed)}"
+            continue
         checked, set_aside = record.examples, sum(record.unsupported.values())
         test_fn._hypothesis_internal_use_settings = settings(
             base, max_examples=coverage.TOPUP, database=None)

@@ -24,7 +24,7 @@ small_dims = st.integers(1, 5)
 #: arrays above this many elements are drawn from a seed, not element by element
 SEEDED_ABOVE = 128
 #: the most elements a realistic-size draw gives one array
-MAX_ELEMENTS = 2**15
+MAX_ELEMENTS = 2**13
 
 
 def realistic(data: st.DataObject) -> bool:
