@@ -60,8 +60,14 @@ def _conv_padding(data, ndim: int, form: str) -> tuple[Any, list[tuple[int, int]
     if form == "pair":
         ph, pw = (data.draw(st.integers(0, 2), label=f"padding_{k}") for k in "hw")
         return (ph, pw), [(ph, ph), (pw, pw)]
+    # explicit: per side, asymmetric along the first axis and differing between the axes
+    # (what neither an int nor a pair can say)
     pads = [tuple(data.draw(st.integers(0, 2), label=f"padding_{d}_{k}") for k in ("lo", "hi"))
             for d in range(ndim)]
+    if pads[0][0] == pads[0][1]:
+        pads[0] = (pads[0][0], (pads[0][1] + 1) % 3)
+    if ndim == 2 and pads[1] == pads[0]:
+        pads[1] = pads[0][::-1]
     return (tuple(pads) if ndim == 2 else pads[0]), pads
 
 
