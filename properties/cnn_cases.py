@@ -14,6 +14,7 @@ import numpy as np
 from hypothesis import assume
 from hypothesis import strategies as st
 
+from backends.base import as_tuple
 from properties.coverage import stratum
 from properties.inputs import Case, Inputs
 from properties.record import current_record
@@ -135,12 +136,11 @@ def _fit(n: int, channels: int, sizes) -> int:
     return max(1, min(n, MAX_ELEMENTS // (channels * int(np.prod(sizes)))))
 
 
-def _conv_terms(x, w, b, kwargs, cg: int, og: int, ks, name: str = "") -> int:
+def _conv_terms(x, w, b, kwargs, cg: int, og: int, ks) -> int:
     """The longest sum behind one element of a convolution's output or gradient: an output
     sums cg prod(k) products and the bias, an input gradient og prod(k), a weight gradient
     one per output position of the batch."""
-    name = name or ("conv2d" if x.ndim == 4 else "conv1d")
-    out = registry.forward(name, (x, w, b), **kwargs)
+    out = registry.forward("conv2d" if x.ndim == 4 else "conv1d", (x, w, b), **kwargs)
     return max(cg * int(np.prod(ks)) + 1, og * int(np.prod(ks)),
                out.shape[0] * int(np.prod(out.shape[2:])))
 
@@ -190,16 +190,13 @@ def _pool_config(data, big: bool, ceil: str, padded: bool | None = None):
     return kernel, ks, stride, padding
 
 
-def _pair(v) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else tuple(v)
-
-
 def pool_classes(x, kernel_size, stride, padding, ceil_mode, dilation=1, **_) -> str:
     """The CEIL class of a pooling's final arguments."""
     if not ceil_mode:
         return "floor"
-    ks, ds, ps = _pair(kernel_size), _pair(dilation), _pair(padding)
-    ss = ks if stride is None else _pair(stride)
+    ks, ds, ps = (as_tuple(v, 2, k) for k, v in (("kernel_size", kernel_size),
+                                                  ("dilation", dilation), ("padding", padding)))
+    ss = ks if stride is None else as_tuple(stride, 2, "stride")
     extra = any(pool_output_size(x.shape[2 + i], ks[i], ss[i], ps[i], ds[i], True)
                 > pool_output_size(x.shape[2 + i], ks[i], ss[i], ps[i], ds[i], False)
                 for i in range(2))
@@ -226,11 +223,10 @@ def max_pool2d(data, dtype, tail):
     blocks = np.stack([rng.permutation(256) for _ in range(n * c)]).reshape(n, c, 16, 16)
     reps = (1, 1, -(-sizes[0] // 16), -(-sizes[1] // 16))
     x = (np.tile(blocks, reps)[:, :, :sizes[0], :sizes[1]] - 128) / 8.0
-    shape = x.shape
     kwargs = {"kernel_size": kernel, "stride": stride, "padding": padding, "dilation": dilation,
               "ceil_mode": ceil != "floor",
               "ties": data.draw(st.sampled_from(("first", "split")), label="ties")}
-    x = round_to(x.reshape(shape), dtype)
+    x = round_to(x, dtype)
     assume(ceil != "ceil_overhang" or pool_classes(x, **kwargs) == ceil)
     return Inputs((x,), kwargs, terms=int(np.prod(ks)))
 

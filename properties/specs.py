@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
+from backends.base import as_tuple
 from properties import cases as K
 from properties import cnn_cases as CK
 from properties import magnitudes as M
@@ -77,8 +78,7 @@ def _pooling(inp: Inputs) -> dict[str, str]:
     """A pooling's CEIL class and, for an average, its PAD_COUNT class."""
     out = {"ceil": CK.pool_classes(inp.primals[0], **inp.kwargs)}
     if "count_include_pad" in inp.kwargs:
-        pads = inp.kwargs["padding"]
-        padded = any(np.atleast_1d(pads)) if not isinstance(pads, int) else pads > 0
+        padded = any(as_tuple(inp.kwargs["padding"], 2, "padding"))
         out["pad_count"] = "unpadded" if not padded else \
             "include_pad" if inp.kwargs["count_include_pad"] else "exclude_pad"
     return out
