@@ -14,6 +14,13 @@ from xdist.scheduler import LoadGroupScheduling
 
 from properties.optimizer_cases import HYPERS
 
+#: test modules whose tests are one unit of work under --dist loadgroup: they share one
+#: expensive session fixture (a certification in a subprocess), which would otherwise run
+#: once per worker. xdist's own ``xdist_group`` mark works by renaming node ids, which pytest
+#: 9.2 no longer allows (Item.nodeid became read-only), so the groups are named here.
+MODULE_GROUPS: frozenset[str] = frozenset({
+    "tests/test_flaky.py", "tests/test_planted_bugs.py", "tests/test_survival.py"})
+
 #: test name -> the values of its parameter that does not change the drawn network
 SHARED_DRAWS: dict[str, frozenset[str]] = {"test_network_training": frozenset(HYPERS)}
 
@@ -50,14 +57,24 @@ def order(items: list[pytest.Item]) -> None:
     items[:] = [item for group in keyed for item in group]
 
 
+def unit(nodeid: str) -> str:
+    """The unit of work of a test under --dist loadgroup: its module for a module of
+    MODULE_GROUPS, its draw scope for a test of SHARED_DRAWS, itself otherwise."""
+    path = nodeid.partition("::")[0]
+    if path in MODULE_GROUPS:
+        return path
+    return draw_scope(nodeid) or nodeid
+
+
 class DrawScopeScheduling(LoadGroupScheduling):
-    """xdist's loadgroup scheduling (an xdist_group is one unit of work), where the tests of
-    one draw scope are one unit too. Like every scope scheduler of xdist, it hands a test
-    whose worker crashed to the next worker again: a certification refuses it (plugin)."""
+    """xdist's loadgroup scheduling (an xdist_group is one unit of work), where the modules
+    of MODULE_GROUPS and the tests of one draw scope are one unit too. Like every scope
+    scheduler of xdist, it hands a test whose worker crashed to the next worker again: a
+    certification refuses it (plugin)."""
 
     def _split_scope(self, nodeid: str) -> str:
         group = super()._split_scope(nodeid)
-        return group if group != nodeid else (draw_scope(nodeid) or nodeid)
+        return group if group != nodeid else unit(nodeid)
 
 
 def make_scheduler(config: pytest.Config, log: Any) -> DrawScopeScheduling | None:

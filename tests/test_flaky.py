@@ -24,8 +24,6 @@ from properties.report import classify
 from tests.flaky_backends import MARKER_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
-#: under pytest-xdist (--dist loadgroup) the tests of the one certification share a worker
-pytestmark = pytest.mark.xdist_group("flaky-run")
 ONLY = "test_vjp and float64-tanh]"
 BACKENDS = {"first-call-wrong-cpu": "tests.flaky_backends:FirstCallWrong",
             "wrong-in-first-process-cpu": "tests.flaky_backends:WrongInFirstProcess",

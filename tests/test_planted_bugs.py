@@ -17,8 +17,6 @@ from tests.planted_cnn import CNN_PLANTED
 from tests.planted_sizes import SIZE_PLANTED
 
 ALL_PLANTED = PLANTED + CNN_PLANTED + SIZE_PLANTED
-#: under pytest-xdist (--dist loadgroup) every test of the one planted run shares a worker
-pytestmark = pytest.mark.xdist_group("planted-run")
 #: errors that say the planted backend's own code is broken, not the component it models
 PROGRAMMING_ERRORS = r"\b(RecursionError|TypeError|AttributeError|NameError)\b"
 

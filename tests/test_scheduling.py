@@ -27,6 +27,21 @@ def test_draw_scope_drops_the_optimizer_of_a_training_test(nodeid, scope):
     assert scheduling.draw_scope(nodeid) == scope
 
 
+@pytest.mark.parametrize(("nodeid", "unit"), [
+    ("tests/test_survival.py::test_each_misbehaviour_has_its_named_outcome[hangs]",
+     "tests/test_survival.py"),
+    ("tests/test_planted_bugs.py::test_correct_backend_passes", "tests/test_planted_bugs.py"),
+    (f"{TRAIN}[jax-cpu-float64-adam-resnet]", f"{TRAIN}[jax-cpu-float64-resnet]"),
+    ("tests/test_report.py::test_x", "tests/test_report.py::test_x"),
+])
+def test_a_module_group_and_a_draw_scope_are_units_of_work(nodeid, unit):
+    assert scheduling.unit(nodeid) == unit
+
+
+def test_module_groups_name_modules_that_exist():
+    assert all((ROOT / path).is_file() for path in scheduling.MODULE_GROUPS)
+
+
 def test_order_puts_a_scope_next_to_its_first_test_and_keeps_the_rest():
     ids = [f"{TRAIN}[np-float32-sgd-mlp]", "a::t[1]", f"{TRAIN}[np-float32-sgd-lenet]",
            f"{TRAIN}[np-float32-adam-mlp]", "a::t[2]", f"{TRAIN}[np-float32-adam-lenet]"]

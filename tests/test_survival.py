@@ -18,8 +18,6 @@ from properties import report
 from tests.misbehaving import MISBEHAVING
 
 ROOT = Path(__file__).resolve().parent.parent
-#: under pytest-xdist (--dist loadgroup) the tests of the one certification share a worker
-pytestmark = pytest.mark.xdist_group("survival-run")
 COMPONENTS = sorted(set(MISBEHAVING.values()))
 ONLY = f"test_forward and not tail and ({' or '.join(COMPONENTS)})"
 
