@@ -17,7 +17,8 @@ from properties.optimizer_cases import HYPERS
 #: test modules whose tests are one unit of work under --dist loadgroup: they share one
 #: expensive session fixture (a certification in a subprocess), which would otherwise run
 #: once per worker. xdist's own ``xdist_group`` mark works by renaming node ids, which pytest
-#: 9.2 no longer allows (Item.nodeid became read-only), so the groups are named here.
+#: 9.2 no longer allows (Item.nodeid became read-only; pytest-dev/pytest-xdist#1386), so the
+#: groups are named here.
 MODULE_GROUPS: frozenset[str] = frozenset({
     "tests/test_flaky.py", "tests/test_planted_bugs.py", "tests/test_survival.py"})
 
