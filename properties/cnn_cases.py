@@ -22,7 +22,7 @@ from properties.strategies import MAX_ELEMENTS, floats_array, realistic
 from properties.tolerance import round_to
 from reference import registry
 from reference.batchnorm import MOMENTUM_CONVENTIONS, VARIANCES
-from reference.conv import _same_pad
+from reference.conv import same_pad
 from reference.pooling import pool_output_size
 
 
@@ -101,7 +101,7 @@ def _odd_same(ks, ss, ds) -> tuple[tuple[int, int], ...]:
 
 def _same_class(sizes, ks, ss, ds) -> str:
     """'same_odd' where some dimension's total 'same' padding is odd, else 'same_even'."""
-    odd = any(sum(_same_pad(sizes[d], ks[d], ss[d], ds[d])) % 2 for d in range(len(sizes)))
+    odd = any(sum(same_pad(sizes[d], ks[d], ss[d], ds[d])) % 2 for d in range(len(sizes)))
     return "same_odd" if odd else "same_even"
 
 
@@ -172,7 +172,7 @@ CEIL = ("floor", "ceil", "ceil_overhang")
 PAD_COUNT = ("unpadded", "include_pad", "exclude_pad")
 
 
-def _pool_config(data, big: bool, ceil: str, padded: bool | None = None):
+def pool_config(data, big: bool, ceil: str, padded: bool | None = None):
     """(kernel as passed and as a pair, stride, padding); ``padded``: some padding (True),
     none (False) or either (None); the 'ceil_overhang' class has a stride of 2 or more."""
     kernel, ks = _int_or_pair(data, 1, 5 if big else 3, "kernel_size")
@@ -206,7 +206,7 @@ def pool_classes(x, kernel_size, stride, padding, ceil_mode, dilation=1, **_) ->
 def max_pool2d(data, dtype, tail):
     big = realistic(data)
     ceil = stratum(data, "ceil", CEIL)
-    kernel, ks, stride, padding = _pool_config(data, big, ceil)
+    kernel, ks, stride, padding = pool_config(data, big, ceil)
     dilation, ds = _int_or_pair(data, 1, 2, "dilation")
     n, c = (data.draw(st.integers(1, hi), label=k) for k, hi in (("N", 4 if big else 2),
                                                                  ("C", 64 if big else 2)))
@@ -235,7 +235,7 @@ def avg_pool2d(data, dtype, tail):
     big = realistic(data)
     ceil = stratum(data, "ceil", CEIL)
     pad_count = stratum(data, "pad_count", PAD_COUNT)
-    kernel, ks, stride, padding = _pool_config(data, big, ceil, pad_count != "unpadded")
+    kernel, ks, stride, padding = pool_config(data, big, ceil, pad_count != "unpadded")
     n, c = (data.draw(st.integers(1, hi), label=k) for k, hi in (("N", 4 if big else 2),
                                                                  ("C", 64 if big else 3)))
     sizes = tuple(_size(data, ks[i], 1, 2 * padding[i], f"size_{i}", 60 if big else 4)

@@ -57,7 +57,9 @@ def forcing(dimension: str, cls: str) -> Iterator[None]:
 
 #: the arguments a dimension's class is made of, where not the argument of its name
 ARGUMENTS = {"ceil": ("ceil_mode",), "weight_smoothing": ("weight", "label_smoothing"),
-             "pad_count": ("padding", "count_include_pad")}
+             "pad_count": ("padding", "count_include_pad"),
+             "momentum_form": ("momentum", "dampening", "nesterov"),
+             "centered_momentum": ("centered", "momentum")}
 
 
 def fixed_by(backend: Any, component: str, dimension: str) -> list[str]:

@@ -443,7 +443,9 @@ def _top_up(item: pytest.Item, test_fn: Any, record: Record, base: settings) -> 
     ``record.class_gaps``. A failing example fails the test as any other."""
     args = {a: item.funcargs[a] for a in inspect.signature(test_fn).parameters
             if a in item.funcargs}
-    backend, component = args.get("backend"), args.get("component")
+    backend = args.get("backend")
+    marker = item.get_closest_marker("component")
+    component = args.get("component") or (marker.args[0] if marker and marker.args else None)
     for dimension, cls in coverage.missing(record.declared, record.classes):
         if record.classes.get((dimension, cls)):
             continue  # an earlier top-up drew it

@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from backends import harness
-from properties.checks import expected_and_tolerance, unsupported_example
+from properties import cnn_cases as CK
+from properties.checks import draw_inputs, expected_and_tolerance, unsupported_example
+from properties.coverage import stratum
+from properties.inputs import Inputs
+from properties.record import current_record
+from properties.specs import SPECS
 from properties.strategies import conventions, seeded_array
 from properties.tolerance import EPS, FACTOR, assert_within, round_to
 from reference import registry
@@ -26,12 +31,15 @@ def _call(backend, name, args, kwargs, dtype):
         return harness.call(backend, name, args, kwargs, dtype)
 
 
-def _conv_problem(data, dtype, groups=1, kernel=None, spatial=(1, 6), in_per_group=None):
+def _conv_problem(data, dtype, groups=1, kernel=None, spatial=(1, 6), in_per_group=None,
+                  dilation=1):
     n = data.draw(st.integers(1, 3), label="N")
     c = groups * (in_per_group or data.draw(st.integers(1, 3), label="in_per_group"))
     o = groups * data.draw(st.integers(1, 3), label="out_per_group")
     k = kernel or data.draw(st.integers(1, 3), label="kernel")
-    h, w = (data.draw(st.integers(k + spatial[0] - 1, k + spatial[1]), label=s) for s in "HW")
+    span = dilation * (k - 1) + 1
+    h, w = (data.draw(st.integers(span + spatial[0] - 1, span + spatial[1]), label=s)
+            for s in "HW")
     x = seeded_array(data.draw, (n, c, h, w), dtype)
     wt = seeded_array(data.draw, (o, c // groups, k, k), dtype, 0.5)
     return x, wt
@@ -56,8 +64,10 @@ def test_conv2d_translation_equivariance(backend, dtype, data):
 @pytest.mark.parametrize("argument", ["input", "weight"])
 @given(data=st.data())
 def test_conv2d_linearity(backend, dtype, argument, data):
-    """conv(a u + b v, w) = a conv(u, w) + b conv(v, w), and likewise in the weight."""
-    x, w = _conv_problem(data, dtype)
+    """conv(a u + b v, w) = a conv(u, w) + b conv(v, w), and likewise in the weight, for every
+    configuration class of the conv2d case (padding forms, groups and dilation, sizes)."""
+    inp = draw_inputs(data, backend, "conv2d", dtype)
+    (x, w, _), kw = inp.primals, inp.kwargs
     other = seeded_array(data.draw, (x if argument == "input" else w).shape, dtype,
                          1.0 if argument == "input" else 0.5)
     a, b = (float(np.float32(data.draw(st.sampled_from((-2.0, -0.5, 0.25, 1.0, 3.0)), label=s)))
@@ -69,7 +79,6 @@ def test_conv2d_linearity(backend, dtype, argument, data):
     first = x if argument == "input" else w
     mixed = np.asarray(a * first + b * other)
     mixed_rounded = mixed.astype(dtype).astype(np.float64)
-    kw = {"padding": 1}
     terms = w[0].size
     _, t_u = expected_and_tolerance("conv2d", args(first), kw, dtype, terms)
     _, t_v = expected_and_tolerance("conv2d", args(other), kw, dtype, terms)
@@ -126,18 +135,24 @@ def test_conv2d_groups_are_contiguous_blocks(backend, dtype, grouping, data):
 @given(data=st.data())
 def test_conv_transpose2d_is_adjoint_of_conv2d(backend, dtype, data):
     """<conv2d(x, w), y> = <x, conv_transpose2d(y, w)> for the same stride, padding, dilation,
-    groups, with the output padding that gives back x's size."""
-    g = data.draw(st.sampled_from((1, 2)), label="groups")
-    x, w = _conv_problem(data, dtype, groups=g)
+    groups, with the output padding that gives back x's size, in every GROUPS_DILATION class."""
+    record = current_record()
+    record.declared = {"groups_dilation": CK.GROUPS_DILATION}
+    gd = stratum(data, "groups_dilation", CK.GROUPS_DILATION)
+    g = 2 if "groups" in gd else 1
+    d = data.draw(st.integers(2, 3), label="dilation") if "dilation" in gd else 1
+    x, w = _conv_problem(data, dtype, groups=g, kernel=data.draw(st.integers(
+        2 if d > 1 else 1, 3), label="kernel"), dilation=d)
     s = data.draw(st.integers(1, 3), label="stride")
-    p = data.draw(st.integers(0, (w.shape[2] - 1)), label="padding")
-    conv_kw = {"stride": s, "padding": p, "groups": g}
-    h_out = (x.shape[2] + 2 * p - w.shape[2]) // s + 1
-    w_out = (x.shape[3] + 2 * p - w.shape[3]) // s + 1
-    op = (x.shape[2] + 2 * p - w.shape[2] - (h_out - 1) * s,
-          x.shape[3] + 2 * p - w.shape[3] - (w_out - 1) * s)
+    reach = d * (w.shape[2] - 1)  # the kernel's span less one
+    p = data.draw(st.integers(0, reach), label="padding")
+    conv_kw = {"stride": s, "padding": p, "groups": g, "dilation": d}
+    h_out = (x.shape[2] + 2 * p - reach - 1) // s + 1
+    w_out = (x.shape[3] + 2 * p - reach - 1) // s + 1
+    op = (x.shape[2] + 2 * p - reach - 1 - (h_out - 1) * s,
+          x.shape[3] + 2 * p - reach - 1 - (w_out - 1) * s)
     y = seeded_array(data.draw, (x.shape[0], w.shape[0], h_out, w_out), dtype)
-    t_kw = {"stride": s, "padding": p, "output_padding": op, "groups": g}
+    t_kw = {"stride": s, "padding": p, "output_padding": op, "groups": g, "dilation": d}
     _, t_conv = expected_and_tolerance("conv2d", (x, w), conv_kw, dtype, w[0].size)
     _, t_tr = expected_and_tolerance("conv_transpose2d", (y, w), t_kw, dtype, w[0].size)
     cx = _call(backend, "conv2d", (x, w), conv_kw, dtype)
@@ -177,6 +192,10 @@ def test_max_pool2d_window_gradient_sums_to_upstream(backend, dtype, data):
                   np.zeros_like(dx), np.zeros_like(dx))
 
 
+#: the tie conventions of a max-pool gradient (a configuration class of the tie property)
+TIES = ("first", "split")
+
+
 @pytest.mark.component("max_pool2d")
 @given(data=st.data())
 def test_max_pool2d_tie_convention(backend, dtype, data):
@@ -186,9 +205,11 @@ def test_max_pool2d_tie_convention(backend, dtype, data):
     s = data.draw(st.integers(1, k), label="stride")
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
     x = rng.integers(0, 2, size=(1, 2, k + 2 * s, k + s)).astype(np.float64)
+    record = current_record()
+    record.declared = {"ties": TIES}
     kw = conventions(data, backend, "max_pool2d",
-                     {"kernel_size": k, "stride": s,
-                      "ties": data.draw(st.sampled_from(("first", "split")), label="ties")})
+                     {"kernel_size": k, "stride": s, "ties": stratum(data, "ties", TIES)})
+    record.note_class("ties", kw["ties"])  # the backend's convention applied
     out = registry.forward("max_pool2d", (x,), **kw)
     g = seeded_array(data.draw, out.shape, dtype)
     expected = registry.vjp("max_pool2d", (x,), g, **kw)[0]
@@ -199,21 +220,35 @@ def test_max_pool2d_tie_convention(backend, dtype, data):
                   FACTOR[dtype] * EPS[dtype] * k * k * m)
 
 
+#: the PAD_COUNT classes where a constant pools to itself (padding counted would not)
+CONSTANT_PAD_COUNT = ("unpadded", "exclude_pad")
+
+
 @pytest.mark.parametrize("component", ["max_pool2d", "avg_pool2d"])
 @given(data=st.data())
 def test_pooling_a_constant_gives_the_constant(backend, dtype, component, data):
     """Every window of a constant image pools to the constant (avg: padding left out of the
-    divisor, or no padding; in ceil_mode the overhang past the input is never counted)."""
-    k = data.draw(st.integers(1, 3), label="kernel")
-    p = data.draw(st.integers(0, k // 2), label="padding")
+    divisor, or no padding; in ceil_mode the overhang past the input is never counted), in
+    every CEIL class."""
+    record = current_record()
+    avg = component == "avg_pool2d"
+    record.declared = {"ceil": CK.CEIL, **({"pad_count": CONSTANT_PAD_COUNT} if avg else {})}
+    ceil = stratum(data, "ceil", CK.CEIL)
+    padded = stratum(data, "pad_count", CONSTANT_PAD_COUNT) != "unpadded" if avg else None
+    kernel, ks, stride, padding = CK.pool_config(data, False, ceil, padded)
     c = float(np.float32(data.draw(st.floats(-100, 100, width=32), label="c")))
-    x = np.full((1, 2, k + 3, k + 2), c)
-    kw = {"kernel_size": k, "stride": data.draw(st.integers(1, 3), label="stride"), "padding": p,
-          "ceil_mode": data.draw(st.booleans(), label="ceil_mode")}
-    if component == "avg_pool2d":  # without padding, both divisors count the real elements
-        kw["count_include_pad"] = p == 0 and data.draw(st.booleans(), label="count_include_pad")
+    sizes = tuple(data.draw(st.integers(k, k + 4), label=f"size_{i}") for i, k in enumerate(ks))
+    x = np.full((1, 2, *sizes), c)
+    kw = {"kernel_size": kernel, "stride": stride, "padding": padding,
+          "ceil_mode": ceil != "floor"}
+    if avg:  # without padding, both divisors count the real elements
+        kw["count_include_pad"] = not padded and data.draw(st.booleans(),
+                                                             label="count_include_pad")
+    assume(ceil != "ceil_overhang" or CK.pool_classes(x, **kw) == ceil)
     kw = conventions(data, backend, component, kw)
-    _, tol = expected_and_tolerance(component, (x,), kw, dtype, k * k)
+    for dimension, cls in SPECS[component].classify(Inputs((x,), kw)).items():
+        record.note_class(dimension, cls)  # what the backend runs, its conventions applied
+    _, tol = expected_and_tolerance(component, (x,), kw, dtype, int(np.prod(ks)))
     y = _call(backend, component, (x,), kw, dtype)
     assert_within(f"{component} of a constant", y, np.full_like(y, c), tol)
 

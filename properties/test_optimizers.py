@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from backends import harness
 from properties.checks import unsupported_example
-from properties.optimizer_cases import HYPERS, MAX_STEPS
+from properties.optimizer_cases import CLASSES, HYPERS, MAX_STEPS, classify
+from properties.record import current_record
 from properties.scoped import note_arguments
 from properties.strategies import conventions, seeded_array, shapes
 from properties.tolerance import assert_close, sensitivity
@@ -48,7 +49,11 @@ def oracle_trajectory(name, hyper, params, grads):
 @given(data=st.data())
 def test_trajectory(backend, dtype, component, data):
     """Parameters after every step equal the oracle's."""
+    record = current_record()
+    record.declared = dict(CLASSES[component])
     hyper = conventions(data, backend, component, HYPERS[component](data))
+    for dimension, cls in classify(component, hyper).items():
+        record.note_class(dimension, cls)  # what the backend runs, its conventions applied
     params, grads = draw_problem(data, dtype)
     expected = oracle_trajectory(component, hyper, params, grads)
     with unsupported_example():

@@ -50,7 +50,7 @@ def _groups(groups) -> int:
     return _ints("groups", groups, 1, 1)[0]
 
 
-def _same_pad(size: int, k: int, s: int, d: int) -> tuple[int, int]:
+def same_pad(size: int, k: int, s: int, d: int) -> tuple[int, int]:
     """TF/JAX 'same': output ceil(size / s); the odd pixel of padding goes to the high side."""
     total = max((-(-size // s) - 1) * s + d * (k - 1) + 1 - size, 0)
     return total // 2, total - total // 2
@@ -71,7 +71,7 @@ def conv2d_padding(padding: Padding2d, in_hw: Sequence[int], kernel_hw: Sequence
         if padding == "valid":
             return (0, 0), (0, 0)
         s, d = _ints("stride", stride, 2, 1), _ints("dilation", dilation, 2, 1)
-        top_bottom, left_right = (_same_pad(int(in_hw[i]), int(kernel_hw[i]), s[i], d[i])
+        top_bottom, left_right = (same_pad(int(in_hw[i]), int(kernel_hw[i]), s[i], d[i])
                                   for i in range(2))
         return top_bottom, left_right
     if (isinstance(padding, Sequence) and len(padding) == 2
