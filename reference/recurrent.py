@@ -243,7 +243,8 @@ def _cell_backward(cell, x, states, names, w_ih, w_hh, b_ih, b_hh, cots):
     if b_ih is not None:
         a += b_ih
     new, cache = _step(cell, a, st, w_hh, b_hh)
-    gs = tuple(_cotangent(f"g{n}", g, s.shape) for n, g, s in zip(names, cots, new, strict=True))
+    cot_names = ("gh", "gc") if cell.kind == "lstm" else ("g",)
+    gs = tuple(_cotangent(nm, g, s.shape) for nm, g, s in zip(cot_names, cots, new, strict=True))
     da, db, dst = _step_back(cell, cache, gs, w_hh)
     dw_hh = _hidden_weight_grad(cell, db[None], cache[0][None],
                                 None if cell.reset_after or cell.kind != "gru" else cache[4][None])
@@ -481,8 +482,8 @@ def _sequence_vjp(cell, x, states, names, params, cots, lengths, bidirectional,
     y, finals, tape = _run(cell, x, states, names, params, lengths, bidirectional,
                            direction_order)
     gy = _cotangent("gy", cots[0], y.shape)
-    gf = tuple(_cotangent(f"g{nm}_n", g, f.shape)
-               for nm, g, f in zip(names, cots[1:], finals, strict=True))
+    gf = tuple(_cotangent(nm, g, f.shape)
+               for nm, g, f in zip(("gh", "gc"), cots[1:], finals, strict=False))
     dx, d_init, dparams = _backprop(cell, tape, gy, gf)
     return (dx, *d_init, dparams)
 
