@@ -131,12 +131,34 @@ def _terms(x, params, dirs: int) -> int:
     return t * len(params) * (i + dirs * h + h + 4) * (gh // h)
 
 
+def _tape(kind, x, states, params, lengths, bidirectional):
+    """The oracle's tape (reference.recurrent._run): per layer and direction its input and
+    per-step caches, whose first entry is the state h the step started from."""
+    cell, conv = KINDS[kind]
+    names = ("h0", "c0")[: len(states)]
+    return R._run(R._cell(cell, **conv), x, states, names, params, lengths, bidirectional,
+                  "forward_backward")[2][0]
+
+
 def _relu_preactivations(x, states, params, lengths, bidirectional):
-    """Every pre-activation of a relu RNN (from the oracle's tape: cache (h, pre))."""
-    cell = R._cell("rnn", "relu")
-    _, _, tape = R._run(cell, x, states, ("h0",), params, lengths, bidirectional,
-                        "forward_backward")
-    return np.concatenate([c[1].ravel() for rec in tape[0] for c in rec.caches])
+    """Every pre-activation of a relu RNN (its cache is (h, pre))."""
+    tape = _tape("rnn_relu", x, states, params, lengths, bidirectional)
+    return np.concatenate([c[1].ravel() for rec in tape for c in rec.caches])
+
+
+def _term_magnitude(kind, x, states, params, lengths, bidirectional) -> float:
+    """The sum, over every step, layer and direction, of the magnitude of the terms behind
+    each gate pre-activation, |x_t| |w_ih|^T + |h_{t-1}| |w_hh|^T + |b_ih| + |b_hh|: what the
+    matrix products may cancel. The activations' derivatives are at most 1 and the weights
+    are drawn with row norms near 1, so a pre-activation's rounding reaches an output scaled
+    by about 1 at most."""
+    total = 0.0
+    for rec in _tape(kind, x, states, params, lengths, bidirectional):
+        w_ih, w_hh, b_ih, b_hh = rec.weights
+        b = sum(np.abs(v) for v in (b_ih, b_hh) if v is not None)
+        hs = np.stack([c[0] for c in rec.caches])
+        total += float(np.sum(np.abs(rec.x) @ np.abs(w_ih).T + np.abs(hs) @ np.abs(w_hh).T + b))
+    return total
 
 
 # --------------------------------------------------------------------------- cells: FD
@@ -305,13 +327,9 @@ def test_sequence_vjp_matches_fd(data, kind):
 
     c = np.concatenate([(np.zeros(o.shape) if cc is None else cc).ravel()
                         for o, cc in zip(outs, cots, strict=True)])
-    # every step's matrix products cancel: terms up to |x| |w_ih| + |h| |w_hh| (|h| <= 1 but for
-    # the LSTM cell and the relu RNN), over every step, layer and direction, weighted by |c|
-    big = max(1.0, float(np.max(np.abs(np.concatenate([o.ravel() for o in outs])))))
-    mag = sum(float(np.abs(ws[0]).sum() + np.abs(ws[1]).sum()) for ws in params) * \
-        max(big, float(np.abs(x).max()))
-    assert_vjp_matches_fd(f, primals, tangents, c, grads,
-                          float(np.abs(c).sum()) * mag * x.shape[0])
+    # every step's matrix products cancel (_term_magnitude), weighted by the largest |c|
+    mag = _term_magnitude(kind, x, states, params, lengths, bidirectional)
+    assert_vjp_matches_fd(f, primals, tangents, c, grads, float(np.abs(c).max()) * mag)
 
 
 # --------------------------------------------------------------------------- sequences: torch
