@@ -110,16 +110,16 @@ def _step(cell: _Cell, a: np.ndarray, state: tuple[np.ndarray, ...], w_hh: np.nd
     if b_hh is not None:
         b += b_hh
     if cell.kind == "rnn":
-        pre = a + b
+        pre = np.add(a, b, out=b)
         if cell.nonlinearity == "tanh":
             out = np.tanh(pre)
             return (out,), (h, out)
         return (np.maximum(pre, 0.0),), (h, pre)
     if cell.kind == "lstm":
         c = state[1]
-        pre = a + b
-        ifo = _sigmoid(pre[:, np.r_[0:2 * hh, 3 * hh:4 * hh]])
-        i, f, o = ifo[:, :hh], ifo[:, hh:2 * hh], ifo[:, 2 * hh:]
+        pre = np.add(a, b, out=b)
+        sig = _sigmoid(pre)  # the g chunk's sigmoid is not used: cheaper than gathering
+        i, f, o = sig[:, :hh], sig[:, hh:2 * hh], sig[:, 3 * hh:]
         g = np.tanh(pre[:, 2 * hh:3 * hh])
         c_new = f * c + i * g
         tc = np.tanh(c_new)
@@ -229,20 +229,30 @@ def _cell_inputs(cell: _Cell, x, states: Sequence, names: Sequence[str], w_ih, w
     return x, st, w
 
 
-def _cell_forward(cell, x, states, names, w_ih, w_hh, b_ih, b_hh):
-    x, st, (w_ih, w_hh, b_ih, b_hh) = _cell_inputs(cell, x, states, names, w_ih, w_hh, b_ih, b_hh)
-    a = x @ w_ih.T
+def _projection(cell: _Cell, x: np.ndarray, w_ih: np.ndarray, b_ih: np.ndarray | None,
+                b_hh: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """(a, the hidden bias left for _step): a = x w_ih^T + b_ih over the rows of x (..., I),
+    one matrix product for every step; b_hh is added to a too where it sits outside the reset
+    gate (all but the GRU with reset_after=True), which saves an addition per step."""
+    a = (x.reshape(-1, x.shape[-1]) @ w_ih.T).reshape(x.shape[:-1] + (w_ih.shape[0],))
     if b_ih is not None:
         a += b_ih
-    return _step(cell, a, st, w_hh, b_hh)
+    if b_hh is not None and not (cell.kind == "gru" and cell.reset_after):
+        a += b_hh
+        b_hh = None
+    return a, b_hh
+
+
+def _cell_forward(cell, x, states, names, w_ih, w_hh, b_ih, b_hh):
+    x, st, (w_ih, w_hh, b_ih, b_hh) = _cell_inputs(cell, x, states, names, w_ih, w_hh, b_ih, b_hh)
+    a, b_step = _projection(cell, x, w_ih, b_ih, b_hh)
+    return _step(cell, a, st, w_hh, b_step)
 
 
 def _cell_backward(cell, x, states, names, w_ih, w_hh, b_ih, b_hh, cots):
     x, st, (w_ih, w_hh, b_ih, b_hh) = _cell_inputs(cell, x, states, names, w_ih, w_hh, b_ih, b_hh)
-    a = x @ w_ih.T
-    if b_ih is not None:
-        a += b_ih
-    new, cache = _step(cell, a, st, w_hh, b_hh)
+    a, b_step = _projection(cell, x, w_ih, b_ih, b_hh)
+    new, cache = _step(cell, a, st, w_hh, b_step)
     cot_names = ("gh", "gc") if cell.kind == "lstm" else ("g",)
     gs = tuple(_cotangent(nm, g, s.shape) for nm, g, s in zip(cot_names, cots, new, strict=True))
     da, db, dst = _step_back(cell, cache, gs, w_hh)
@@ -400,13 +410,11 @@ def _run(cell: _Cell, x, states, state_names, params, lengths, bidirectional, di
             k = layer * dirs + d
             w_ih, w_hh, b_ih, b_hh = weights[k]
             xs = inp if d == 0 else inp[rev]
-            a = xs @ w_ih.T
-            if b_ih is not None:
-                a += b_ih
+            a, b_step = _projection(cell, xs, w_ih, b_ih, b_hh)
             state = tuple(np.zeros((n, hid)) if s is None else s[k] for s in st)
             ys, caches = np.empty((t, n, hid)), []
             for step in range(t):
-                new, cache = _step(cell, a[step], state, w_hh, b_hh)
+                new, cache = _step(cell, a[step], state, w_hh, b_step)
                 m = masks[step]
                 if m is None:
                     state = new
@@ -469,7 +477,7 @@ def _backprop(cell: _Cell, tape_info, gy, g_finals):
             dparams[k] = (dw_ih, _hidden_weight_grad(cell, db_all, hs, rhs),
                           None if b_ih is None else da_all.sum(axis=(0, 1)),
                           None if b_hh is None else db_all.sum(axis=(0, 1)))
-            dx = da_all @ w_ih
+            dx = (da_all.reshape(-1, w_ih.shape[0]) @ w_ih).reshape(t, n, w_ih.shape[1])
             if d == 1:
                 dx = dx[rev]
             g_next = dx if g_next is None else g_next + dx

@@ -532,7 +532,8 @@ def test_length_one_sequence_is_one_cell_step(data, kind):
 @given(data=st.data())
 def test_padding_changes_nothing(data, kind):
     """Input past each sequence's end (and extra padded steps) changes no output and no
-    gradient; outputs and dx there are exactly 0."""
+    gradient (up to the rounding of matrix products over another number of rows); outputs
+    and dx there are exactly 0."""
     x, states, params, lengths, bidirectional = _seq_case(data, kind)
     t, n, _ = x.shape
     if lengths is None:
@@ -543,23 +544,25 @@ def test_padding_changes_nothing(data, kind):
     x2 = np.where(pad[..., None], seeded(data, x2.shape, 3.0, "padding"), x2)
     outs = _seq_forward(kind, x, states, params, lengths, bidirectional)
     outs2 = _seq_forward(kind, x2, states, params, lengths, bidirectional)
-    np.testing.assert_array_equal(outs2[0][:t], outs[0])
+    terms = _terms(x2, params, 2 if bidirectional else 1)
+    _assert_close(outs2[0][:t], outs[0], terms, "y")
     assert np.all(outs2[0][pad] == 0.0)
     for a, b in zip(outs[1:], outs2[1:], strict=True):
-        np.testing.assert_array_equal(a, b)
+        _assert_close(a, b, terms, "final state")
     cots = [seeded(data, o.shape, 1.0, f"cot{j}") for j, o in enumerate(outs2)]
     g2 = _seq_vjp(kind, x2, states, params, cots, lengths, bidirectional)
     g1 = _seq_vjp(kind, x, states, params, [cots[0][:t], *cots[1:]], lengths, bidirectional)
-    np.testing.assert_array_equal(g2[0][:t], g1[0])
+    _assert_close(g2[0][:t], g1[0], terms * n, "dx")
     assert np.all(g2[0][pad] == 0.0)
     for a, b in zip(g1[1:-1], g2[1:-1], strict=True):
-        np.testing.assert_array_equal(a, b)
+        assert (a is None) == (b is None)
+        if a is not None:
+            _assert_close(a, b, terms * n, "d initial state")
     for ws1, ws2 in zip(g1[-1], g2[-1], strict=True):
         for a, b in zip(ws1, ws2, strict=True):
-            if a is None:
-                assert b is None
-            else:
-                np.testing.assert_allclose(a, b, rtol=0, atol=64 * EPS * max(1, np.abs(a).max()))
+            assert (a is None) == (b is None)
+            if a is not None:
+                _assert_close(a, b, terms * n, "dparams")
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
@@ -584,10 +587,11 @@ def test_bidirectional_backward_is_forward_on_reversed(data, kind):
                        lengths)
     bwd = _seq_forward(kind, xr, [None if s is None else s[1:] for s in states], params[1:],
                        lengths)
-    np.testing.assert_array_equal(bi[0][..., :h], fwd[0])
-    np.testing.assert_array_equal(bi[0][..., h:], bwd[0][rev, np.arange(n)[None, :]])
+    terms = _terms(x, params, 2)
+    _assert_close(bi[0][..., :h], fwd[0], terms, "forward half")
+    _assert_close(bi[0][..., h:], bwd[0][rev, np.arange(n)[None, :]], terms, "backward half")
     for j in range(1, len(bi)):
-        np.testing.assert_array_equal(bi[j], np.concatenate([fwd[j], bwd[j]]))
+        _assert_close(bi[j], np.concatenate([fwd[j], bwd[j]]), terms, f"final state {j}")
     swapped = _seq_forward(kind, x, states, params, lengths, True,
                            direction_order="backward_forward")
     np.testing.assert_array_equal(swapped[0], np.concatenate([bi[0][..., h:], bi[0][..., :h]],
