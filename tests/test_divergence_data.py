@@ -27,6 +27,7 @@ EXPECTED = {
                "pytorch#195529"),
               ("test_vjp", "conv1d", ("bfloat16",), None),
               ("test_vjp", "conv2d", ("bfloat16",), None),
+              ("test_vjp", "conv_transpose2d", ("bfloat16",), "pytorch#169688"),
               ("test_network_forward", "mlp", None, "pytorch#187806"),
               ("test_network_gradients", "mlp", None, "pytorch#187806"),
               ("test_network_training", "mlp", None, "pytorch#187806"),
@@ -48,9 +49,10 @@ def test_entries_load_as_before(adapter):
     for k in kds:
         assert len(k.reason) > 100 and "{" not in k.reason, k
         # the scoped entries (added as data): torch's bfloat16 conv1d and conv2d weight
-        # gradients, gelu inside an MLP, float16 cross-entropy with label smoothing; jax's
-        # conv1d input gradient
-        assert k.scoped == (k.component in ("conv1d", "conv2d", "mlp", "cross_entropy")), k
+        # gradients and conv_transpose2d gradients, gelu inside an MLP, float16 cross-entropy
+        # with label smoothing; jax's conv1d input gradient
+        assert k.scoped == (k.component in ("conv1d", "conv2d", "conv_transpose2d", "mlp",
+                                            "cross_entropy")), k
 
 
 def test_shared_texts_are_expanded():

@@ -37,7 +37,18 @@ def conv1d_padding_2_0(args: Mapping[str, Any]) -> bool:
             and args.get("stride", 1) in (1, (1,)) and args.get("dilation", 1) in (1, (1,)))
 
 
+def strided_width_2d(args: Mapping[str, Any]) -> bool:
+    """a stride > 1 along the width (the second spatial axis)
+
+    The narrowest scope the arguments can state for torch's bfloat16 conv_transpose2d
+    gradients on CPU, which go wrong only where the input's width is 1 as well: the width is
+    a shape, not an argument, so every example strided along the width is in scope and the
+    others are checked as usual."""
+    return as_tuple(args.get("stride", 1), 2, "stride")[1] > 1
+
+
 PREDICATES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
     "strided_implicit_padding_2d": strided_implicit_padding_2d,
     "conv1d_padding_2_0": conv1d_padding_2_0,
+    "strided_width_2d": strided_width_2d,
 }
