@@ -46,7 +46,11 @@ def draw_inputs(data: st.DataObject, backend: Backend, component: str, dtype: st
     record.declared = dict(spec.tail_classes if tail else spec.classes)
     inp = spec.case(data, dtype, tail)
     inp.kwargs = conventions(data, backend, component, inp.kwargs)
-    note_arguments(inp.kwargs)
+    # the keyword arguments and, as "<input>_shape", the shapes of the array inputs (a scope
+    # may depend on a shape: backends/divergences/predicates.py)
+    rec = registry.get(component)
+    note_arguments({**inp.kwargs, **{f"{n}_shape": np.shape(p) for n, p in
+                                     zip(rec.inputs, inp.primals, strict=False) if p is not None}})
     if spec.classify is not None:  # the classes the backend runs, its conventions applied
         for dimension, cls in spec.classify(inp).items():
             record.note_class(dimension, cls)

@@ -11,6 +11,7 @@ import pytest
 
 from backends.base import KnownDivergence
 from backends.divergences import from_toml, load
+from backends.divergences.predicates import PREDICATES
 
 ROOT = Path(__file__).resolve().parent.parent
 F64_F32_BF16 = ("float64", "float32", "bfloat16")
@@ -28,6 +29,7 @@ EXPECTED = {
               ("test_vjp", "conv1d", ("bfloat16",), None),
               ("test_vjp", "conv2d", ("bfloat16",), None),
               ("test_vjp", "conv_transpose2d", ("bfloat16",), "pytorch#169688"),
+              ("test_forward", "conv2d", ("bfloat16",), "pytorch#169688"),
               ("test_network_forward", "mlp", None, "pytorch#187806"),
               ("test_network_gradients", "mlp", None, "pytorch#187806"),
               ("test_network_training", "mlp", None, "pytorch#187806"),
@@ -107,3 +109,25 @@ scope = "strided_implicit_padding_2d"
     assert not kd.in_scope({"stride": 2, "padding": "valid", "dilation": 1})
     with pytest.raises(ValueError, match="not a predicate"):
         from_toml(entry.replace("strided_implicit_padding_2d", "nonesuch"))
+
+
+@pytest.mark.parametrize(("name", "args", "inside"), [
+    ("width_1_strided_2d", {"x_shape": (1, 1, 5, 1), "stride": 2}, True),
+    ("width_1_strided_2d", {"x_shape": (1, 1, 5, 1), "stride": (2, 1)}, False),
+    ("width_1_strided_2d", {"x_shape": (1, 1, 5, 2), "stride": 2}, False),
+    ("width_1_strided_2d", {"stride": 2}, False),  # no shape noted: not in scope
+    # dev seed 3's example: 'same' with stride 3 on a width of 2 leaves an output width of 1
+    ("conv2d_output_width_1_strided", {"x_shape": (3, 4, 6, 2), "w_shape": (4, 2, 3, 3),
+                                       "stride": 3, "dilation": 2, "padding": "same"}, True),
+    ("conv2d_output_width_1_strided", {"x_shape": (1, 8, 9, 3), "w_shape": (1, 8, 1, 3),
+                                       "stride": 2}, True),
+    ("conv2d_output_width_1_strided", {"x_shape": (1, 8, 9, 3), "w_shape": (1, 8, 1, 3),
+                                       "stride": (2, 1)}, False),
+    ("conv2d_output_width_1_strided", {"x_shape": (1, 8, 9, 5), "w_shape": (1, 8, 1, 3),
+                                       "stride": 2}, False),
+    ("conv2d_output_width_1_strided", {"x_shape": (1, 8, 9, 1), "w_shape": (1, 8, 1, 1),
+                                       "stride": 2, "padding": ((0, 0), (1, 1))}, False),
+])
+def test_shape_scopes(name, args, inside):
+    """The scopes that read an input's shape (noted by properties.checks.draw_inputs)."""
+    assert PREDICATES[name](args) is inside

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from backends.base import as_tuple, conv_padding
+from reference.conv import conv2d_padding
 
 
 def strided_implicit_padding_2d(args: Mapping[str, Any]) -> bool:
@@ -37,18 +38,34 @@ def conv1d_padding_2_0(args: Mapping[str, Any]) -> bool:
             and args.get("stride", 1) in (1, (1,)) and args.get("dilation", 1) in (1, (1,)))
 
 
-def strided_width_2d(args: Mapping[str, Any]) -> bool:
-    """a stride > 1 along the width (the second spatial axis)
-
-    The narrowest scope the arguments can state for torch's bfloat16 conv_transpose2d
-    gradients on CPU, which go wrong only where the input's width is 1 as well: the width is
-    a shape, not an argument, so every example strided along the width is in scope and the
-    others are checked as usual."""
+def _width_strided(args: Mapping[str, Any]) -> bool:
     return as_tuple(args.get("stride", 1), 2, "stride")[1] > 1
+
+
+def width_1_strided_2d(args: Mapping[str, Any]) -> bool:
+    """an input of width 1 with a stride > 1 along the width
+
+    torch's bfloat16 conv_transpose2d gradients on CPU: the input gradient is a convolution
+    whose output has the input's shape, and oneDNN gets an output of width 1 with stride_w > 1
+    wrong (conv2d_output_width_1_strided)."""
+    shape = args.get("x_shape")
+    return shape is not None and len(shape) == 4 and shape[3] == 1 and _width_strided(args)
+
+
+def conv2d_output_width_1_strided(args: Mapping[str, Any]) -> bool:
+    """an output of width 1 with a stride > 1 along the width"""
+    x, w = args.get("x_shape"), args.get("w_shape")
+    if x is None or w is None or len(x) != 4 or not _width_strided(args):
+        return False
+    stride = as_tuple(args.get("stride", 1), 2, "stride")
+    dilation = as_tuple(args.get("dilation", 1), 2, "dilation")
+    (lo, hi) = conv2d_padding(args.get("padding", 0), x[2:], w[2:], stride, dilation)[1]
+    return (x[3] + lo + hi - dilation[1] * (w[3] - 1) - 1) // stride[1] + 1 == 1
 
 
 PREDICATES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
     "strided_implicit_padding_2d": strided_implicit_padding_2d,
     "conv1d_padding_2_0": conv1d_padding_2_0,
-    "strided_width_2d": strided_width_2d,
+    "width_1_strided_2d": width_1_strided_2d,
+    "conv2d_output_width_1_strided": conv2d_output_width_1_strided,
 }
