@@ -134,3 +134,14 @@ def taps(start: int, k: int, d: int, size: int) -> list[tuple[int, int]]:
 def raises_for(arg: str):
     """pytest.raises(ValueError) whose message starts with the argument's name."""
     return pytest.raises(ValueError, match=rf"^{arg}(?!\w)")
+
+
+def assert_close_chain(got, want, terms: int, what: str = "") -> None:
+    """Two float64 computations of one chain of ``terms`` roundings (a recurrence against
+    torch or a naive loop) agree to 16 eps per term of the larger magnitude (at least 1)."""
+    got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
+    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
+    scale = max(1.0, float(np.max(np.abs(got), initial=0.0)),
+                float(np.max(np.abs(want), initial=0.0)))
+    err = float(np.max(np.abs(got - want), initial=0.0))
+    assert err <= 16 * terms * EPS * scale, f"{what}: max |diff| {err:.3e} (scale {scale:.3e})"

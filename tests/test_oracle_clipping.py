@@ -39,6 +39,8 @@ def _max_norm(data, grads):
 
 
 def _tol(grads) -> float:
+    """The norm sums m squares (m eps relative, doubled for the square root and the scale),
+    plus a few roundings of the scale and the product."""
     m = sum(np.size(g) for g in grads)
     return 2 * (m + 8) * EPS
 

@@ -20,7 +20,7 @@ from hypothesis.extra import numpy as hnp
 from reference import clipping as Cl
 from reference import language_model as LM
 from reference.optimizers import make_optimizer
-from tests.fd import EPS, assert_vjp_matches_fd, raises_for, seeded
+from tests.fd import assert_close_chain, assert_vjp_matches_fd, raises_for, seeded
 
 
 def _model(data, cell: str | None = None, reset_after: bool | None = None) -> LM.CharLM:
@@ -55,15 +55,6 @@ def _state(data, model, n):
 def _terms(model, t) -> int:
     g, h = LM.R.GATES[model.cell], model.hidden
     return t * model.layers * (model.embed + 2 * h + 4) * g + h + model.vocab
-
-
-def _assert_close(got, want, terms: int, what: str = ""):
-    got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
-    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
-    scale = max(1.0, float(np.max(np.abs(got), initial=0.0)),
-                float(np.max(np.abs(want), initial=0.0)))
-    err = float(np.max(np.abs(got - want), initial=0.0))
-    assert err <= 16 * terms * EPS * scale, f"{what}: max |diff| {err:.3e} (scale {scale:.3e})"
 
 
 # --------------------------------------------------------------------------- FD
@@ -143,13 +134,13 @@ def test_language_model_matches_torch(data):
     loss, fin = _torch_loss(torch, mods, inputs, targets, _torch_state(torch, model, state))
     loss.backward()
     terms = _terms(model, inputs.shape[0])
-    _assert_close(value, loss.item(), terms, "loss")
+    assert_close_chain(value, loss.item(), terms, "loss")
     fin = fin if model.cell == "lstm" else (fin,)
     for j, (a, b) in enumerate(zip(new_state, fin, strict=True)):
-        _assert_close(a, b.detach().numpy(), terms, f"state {j}")
+        assert_close_chain(a, b.detach().numpy(), terms, f"state {j}")
     for j, (g, tp) in enumerate(zip(grads, order, strict=True)):
         want = tp.grad.numpy().T if j == len(grads) - 2 else tp.grad.numpy()
-        _assert_close(g, want, terms * inputs.size, f"grad {j}")
+        assert_close_chain(g, want, terms * inputs.size, f"grad {j}")
 
 
 _OPTIMIZERS = {
@@ -194,13 +185,13 @@ def test_tbptt_training_matches_torch(data, opt):
         t_history.append(loss.item())
     # each step's error carries into the next: count the steps' chains
     terms = _terms(model, seq_len) * len(batches) * stream.size
-    _assert_close(history, t_history, terms, "loss history")
+    assert_close_chain(history, t_history, terms, "loss history")
     for j, (p, tp) in enumerate(zip(got, order, strict=True)):
         want = tp.detach().numpy().T if j == len(got) - 2 else tp.detach().numpy()
-        _assert_close(p, want, terms, f"params[{j}]")
+        assert_close_chain(p, want, terms, f"params[{j}]")
     t_state = hidden if model.cell == "lstm" else (hidden,)
     for j, (a, b) in enumerate(zip(state, t_state, strict=True)):
-        _assert_close(a, b.detach().numpy(), terms, f"state {j}")
+        assert_close_chain(a, b.detach().numpy(), terms, f"state {j}")
 
 
 # --------------------------------------------------------------------------- by construction
@@ -218,9 +209,9 @@ def test_carried_state_continues_the_sequence(data):
     lb, sb = LM.forward(model, params, b, sa)
     lab, sab = LM.forward(model, params, np.concatenate([a, b]), state)
     terms = _terms(model, a.shape[0] + b.shape[0])
-    _assert_close(np.concatenate([la, lb]), lab, terms, "logits")
+    assert_close_chain(np.concatenate([la, lb]), lab, terms, "logits")
     for j, (u, v) in enumerate(zip(sb, sab, strict=True)):
-        _assert_close(u, v, terms, f"state {j}")
+        assert_close_chain(u, v, terms, f"state {j}")
 
 
 def test_training_carries_the_state_without_gradient():

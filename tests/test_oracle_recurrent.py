@@ -21,7 +21,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from reference import recurrent as R
-from tests.fd import EPS, GAP, assert_vjp_matches_fd, raises_for, seeded
+from tests.fd import EPS, GAP, assert_close_chain, assert_vjp_matches_fd, raises_for, seeded
 
 #: name -> (cell kind, its convention keywords)
 KINDS = {
@@ -38,15 +38,6 @@ WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 def _torch():
     torch = pytest.importorskip("torch", reason="the PyTorch comparisons need torch")
     return torch
-
-
-def _assert_close(got, want, terms: int, what: str = ""):
-    got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
-    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
-    scale = max(1.0, float(np.max(np.abs(got), initial=0.0)),
-                float(np.max(np.abs(want), initial=0.0)))
-    err = float(np.max(np.abs(got - want), initial=0.0))
-    assert err <= 16 * terms * EPS * scale, f"{what}: max |diff| {err:.3e} (scale {scale:.3e})"
 
 
 # --------------------------------------------------------------------------- cases
@@ -231,12 +222,12 @@ def test_cell_matches_torch(data, kind, bias):
     t_outs, t_grads = _torch_cell(torch, kind, x, states, w, cots)
     terms = x.shape[1] + 2 * states[0].shape[1] + 4
     for j, (a, b) in enumerate(zip(outs, t_outs, strict=True)):
-        _assert_close(a, b, terms, f"output {j}")
+        assert_close_chain(a, b, terms, f"output {j}")
     for j, (a, b) in enumerate(zip(grads, t_grads, strict=True)):
         if b is None:
             assert a is None
         else:
-            _assert_close(a, b, x.shape[0] * terms, f"gradient {j}")
+            assert_close_chain(a, b, x.shape[0] * terms, f"gradient {j}")
 
 
 def _keras_gru_cell(torch, x, h, kernel, recurrent_kernel, bias):
@@ -269,16 +260,16 @@ def test_gru_reset_before_cell_matches_keras_formula(data):
     cot = seeded(data, out.shape, 1.0, "cot")
     (out * torch.tensor(cot)).sum().backward()
     terms = x.shape[1] + 2 * hid + 4
-    _assert_close(R.gru_cell(x, h, *w, reset_after=False), out.detach().numpy(), terms, "h'")
+    assert_close_chain(R.gru_cell(x, h, *w, reset_after=False), out.detach().numpy(), terms, "h'")
     inv = np.argsort(perm)
     dx, dh, dw_ih, dw_hh, db_ih, db_hh = R.gru_cell_vjp(x, h, *w, cot, reset_after=False)
     n = x.shape[0] * terms
-    _assert_close(dx, tx.grad.numpy(), n, "dx")
-    _assert_close(dh, th.grad.numpy(), n, "dh")
-    _assert_close(dw_ih, kernel.grad.numpy().T[inv], n, "dw_ih")
-    _assert_close(dw_hh, rec.grad.numpy().T[inv], n, "dw_hh")
-    _assert_close(db_ih, bias.grad.numpy()[inv], n, "db_ih")
-    _assert_close(db_hh, bias.grad.numpy()[inv], n, "db_hh")
+    assert_close_chain(dx, tx.grad.numpy(), n, "dx")
+    assert_close_chain(dh, th.grad.numpy(), n, "dh")
+    assert_close_chain(dw_ih, kernel.grad.numpy().T[inv], n, "dw_ih")
+    assert_close_chain(dw_hh, rec.grad.numpy().T[inv], n, "dw_hh")
+    assert_close_chain(db_ih, bias.grad.numpy()[inv], n, "db_ih")
+    assert_close_chain(db_hh, bias.grad.numpy()[inv], n, "db_hh")
 
 
 # --------------------------------------------------------------------------- sequences: FD
@@ -391,13 +382,13 @@ def test_sequence_matches_torch(data, kind):
     dirs = 2 if bidirectional else 1
     terms = _terms(x, params, dirs)
     for j, (a, b) in enumerate(zip(outs, t_outs, strict=True)):
-        _assert_close(a, b, terms, f"output {j}")
+        assert_close_chain(a, b, terms, f"output {j}")
     ours = [dx, *d_states, *(g for gs in dparams for g in gs[: len(params[0])])]
     for j, (a, b) in enumerate(zip(ours, t_grads, strict=True)):
         if b is None:
             assert a is None
         else:
-            _assert_close(a, b, terms * x.shape[1], f"gradient {j}")
+            assert_close_chain(a, b, terms * x.shape[1], f"gradient {j}")
 
 
 # --------------------------------------------------------------------------- naive loop
@@ -486,17 +477,17 @@ def test_sequence_matches_naive_loop(data, kind):
     sum((o * torch.tensor(c)).sum() for o, c in zip(t_outs, cots, strict=True)).backward()
     terms = _terms(x, params, 2 if bidirectional else 1)
     for j, (a, b) in enumerate(zip(outs, t_outs, strict=True)):
-        _assert_close(a, b.detach().numpy(), terms, f"output {j}")
-    _assert_close(dx, tx.grad.numpy(), terms * x.shape[1], "dx")
+        assert_close_chain(a, b.detach().numpy(), terms, f"output {j}")
+    assert_close_chain(dx, tx.grad.numpy(), terms * x.shape[1], "dx")
     for s, a, b in zip(states, d_states, ts, strict=True):
         assert (a is None) == (s is None)
         if s is not None:
-            _assert_close(a, b.grad.numpy(), terms * x.shape[1], "d initial state")
+            assert_close_chain(a, b.grad.numpy(), terms * x.shape[1], "d initial state")
     for k, (gs, ws) in enumerate(zip(dparams, tp, strict=True)):
         for j, (a, b) in enumerate(zip(gs, ws, strict=True)):
             assert (a is None) == (b is None)
             if b is not None:
-                _assert_close(a, b.grad.numpy(), terms * x.shape[1], f"dparams[{k}][{j}]")
+                assert_close_chain(a, b.grad.numpy(), terms * x.shape[1], f"dparams[{k}][{j}]")
 
 
 # --------------------------------------------------------------------------- semantics
@@ -510,22 +501,22 @@ def test_length_one_sequence_is_one_cell_step(data, kind):
     seq = _seq_forward(kind, x[None], [s[None] for s in states], params)
     cots = [seeded(data, o.shape, 1.0, f"cot{j}") for j, o in enumerate(outs)]
     terms = x.shape[1] + 2 * states[0].shape[1] + 4
-    _assert_close(seq[0][0], outs[0], terms, "y[0]")
+    assert_close_chain(seq[0][0], outs[0], terms, "y[0]")
     for j, o in enumerate(outs):
-        _assert_close(seq[1 + j][0], o, terms, f"final state {j}")
+        assert_close_chain(seq[1 + j][0], o, terms, f"final state {j}")
     # the cell's cotangent of h' is the sum of those of y[0] and h_n
     cg = _cell_vjp(kind, x, states, w, cots)
     half = [cots[0] / 2, cots[0] / 2, *cots[1:]]
     dx, *d_states, dparams = _seq_vjp(kind, x[None], [s[None] for s in states], params,
                                       [half[0][None], *(c[None] for c in half[1:])])
-    _assert_close(dx[0], cg[0], terms, "dx")
+    assert_close_chain(dx[0], cg[0], terms, "dx")
     for j, d in enumerate(d_states):
-        _assert_close(d[0], cg[1 + j], terms, f"d state {j}")
+        assert_close_chain(d[0], cg[1 + j], terms, f"d state {j}")
     for j, (a, b) in enumerate(zip(dparams[0], cg[1 + len(states):], strict=True)):
         if b is None:
             assert a is None
         else:
-            _assert_close(a, b, terms * x.shape[0], f"dparams {j}")
+            assert_close_chain(a, b, terms * x.shape[0], f"dparams {j}")
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
@@ -545,24 +536,24 @@ def test_padding_changes_nothing(data, kind):
     outs = _seq_forward(kind, x, states, params, lengths, bidirectional)
     outs2 = _seq_forward(kind, x2, states, params, lengths, bidirectional)
     terms = _terms(x2, params, 2 if bidirectional else 1)
-    _assert_close(outs2[0][:t], outs[0], terms, "y")
+    assert_close_chain(outs2[0][:t], outs[0], terms, "y")
     assert np.all(outs2[0][pad] == 0.0)
     for a, b in zip(outs[1:], outs2[1:], strict=True):
-        _assert_close(a, b, terms, "final state")
+        assert_close_chain(a, b, terms, "final state")
     cots = [seeded(data, o.shape, 1.0, f"cot{j}") for j, o in enumerate(outs2)]
     g2 = _seq_vjp(kind, x2, states, params, cots, lengths, bidirectional)
     g1 = _seq_vjp(kind, x, states, params, [cots[0][:t], *cots[1:]], lengths, bidirectional)
-    _assert_close(g2[0][:t], g1[0], terms * n, "dx")
+    assert_close_chain(g2[0][:t], g1[0], terms * n, "dx")
     assert np.all(g2[0][pad] == 0.0)
     for a, b in zip(g1[1:-1], g2[1:-1], strict=True):
         assert (a is None) == (b is None)
         if a is not None:
-            _assert_close(a, b, terms * n, "d initial state")
+            assert_close_chain(a, b, terms * n, "d initial state")
     for ws1, ws2 in zip(g1[-1], g2[-1], strict=True):
         for a, b in zip(ws1, ws2, strict=True):
             assert (a is None) == (b is None)
             if a is not None:
-                _assert_close(a, b, terms * n, "dparams")
+                assert_close_chain(a, b, terms * n, "dparams")
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
@@ -588,10 +579,10 @@ def test_bidirectional_backward_is_forward_on_reversed(data, kind):
     bwd = _seq_forward(kind, xr, [None if s is None else s[1:] for s in states], params[1:],
                        lengths)
     terms = _terms(x, params, 2)
-    _assert_close(bi[0][..., :h], fwd[0], terms, "forward half")
-    _assert_close(bi[0][..., h:], bwd[0][rev, np.arange(n)[None, :]], terms, "backward half")
+    assert_close_chain(bi[0][..., :h], fwd[0], terms, "forward half")
+    assert_close_chain(bi[0][..., h:], bwd[0][rev, np.arange(n)[None, :]], terms, "backward half")
     for j in range(1, len(bi)):
-        _assert_close(bi[j], np.concatenate([fwd[j], bwd[j]]), terms, f"final state {j}")
+        assert_close_chain(bi[j], np.concatenate([fwd[j], bwd[j]]), terms, f"final state {j}")
     swapped = _seq_forward(kind, x, states, params, lengths, True,
                            direction_order="backward_forward")
     np.testing.assert_array_equal(swapped[0], np.concatenate([bi[0][..., h:], bi[0][..., :h]],
