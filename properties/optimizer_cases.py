@@ -10,13 +10,15 @@ from properties.coverage import Classes, stratum
 
 MAX_STEPS = 12
 DECAY = ("none", "decay")
+#: AMSGrad class -> the amsgrad argument
+_AMSGRAD = {"off": None, "torch": "torch", "optax": "optax"}
 #: configuration classes of each optimizer (properties/coverage.py): the form of its update
 #: and weight decay off or on
 CLASSES: dict[str, Classes] = {
     "sgd": {"momentum_form": ("none", "heavy_ball", "dampened", "nesterov"),
             "weight_decay": DECAY},
-    "adam": {"amsgrad": ("off", "torch", "optax"), "weight_decay": DECAY},
-    "adamw": {"amsgrad": ("off", "torch", "optax"), "weight_decay": DECAY},
+    "adam": {"amsgrad": tuple(_AMSGRAD), "weight_decay": DECAY},
+    "adamw": {"amsgrad": tuple(_AMSGRAD), "weight_decay": DECAY},
     "rmsprop": {"centered_momentum": ("plain", "centered", "momentum", "centered_momentum"),
                 "weight_decay": DECAY},
     "adagrad": {"lr_decay": DECAY, "weight_decay": DECAY},
@@ -44,9 +46,6 @@ def _sgd(data):
             if form == "dampened" else 0.0,
             "weight_decay": _decay(data, (1e-2, 0.1)),
             "dampen_first_step": data.draw(st.booleans(), label="dampen_first_step")}
-
-
-_AMSGRAD = {"off": None, "torch": "torch", "optax": "optax"}
 
 
 def _adam(data, decoupled=False):
