@@ -110,6 +110,15 @@ def _out_size(in_hw, pads: Pads, kernel_hw, stride, dilation) -> tuple[int, int]
     return out  # type: ignore[return-value]
 
 
+def conv2d_output_size(in_hw: Sequence[int], kernel_hw: Sequence[int], stride=1,
+                       padding: Padding2d = 0, dilation=1) -> tuple[int, int]:
+    """(Ho, Wo) of conv2d: (H + top + bottom - d (k - 1) - 1) // s + 1 per axis, the padding
+    resolved as conv2d_padding does; ValueError where the dilated kernel exceeds the padded
+    input."""
+    s, d = _ints("stride", stride, 2, 1), _ints("dilation", dilation, 2, 1)
+    return _out_size(in_hw, conv2d_padding(padding, in_hw, kernel_hw, s, d), kernel_hw, s, d)
+
+
 def _cotangent(g, shape: tuple[int, ...]) -> np.ndarray:
     g = as_float("g", g, len(shape))
     if g.shape != shape:

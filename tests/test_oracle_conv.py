@@ -405,6 +405,26 @@ def test_same_padding_gives_ceil_size(data):
     assert y1.shape[2] == math.ceil(wd / s[1])
 
 
+@given(data=st.data())
+def test_output_size_is_the_forward_shape(data):
+    h, wd = data.draw(st.integers(1, 9), label="H"), data.draw(st.integers(1, 9), label="W")
+    k = (data.draw(st.integers(1, 4), label="kh"), data.draw(st.integers(1, 4), label="kw"))
+    kw = {"stride": (data.draw(st.integers(1, 3), label="sh"), data.draw(st.integers(1, 3), label="sw")),
+          "dilation": (data.draw(st.integers(1, 3), label="dh"),
+                       data.draw(st.integers(1, 3), label="dw")),
+          "padding": data.draw(st.sampled_from(["same", "valid", 1, ((0, 2), (1, 0))]), label="padding")}
+    pads = C.conv2d_padding(kw["padding"], (h, wd), k, kw["stride"], kw["dilation"])
+    # window starts 0, s, 2s, ... whose dilated window fits inside the padded input
+    windows = tuple(len(range(0, n + lo + hi - d * (kk - 1), s)) for n, (lo, hi), kk, s, d in
+                    zip((h, wd), pads, k, kw["stride"], kw["dilation"], strict=True))
+    if min(windows) < 1:
+        with pytest.raises(ValueError):
+            C.conv2d_output_size((h, wd), k, **kw)
+        return
+    assert C.conv2d_output_size((h, wd), k, **kw) == windows
+    assert C.conv2d(np.ones((1, 1, h, wd)), np.ones((1, 1, *k)), **kw).shape[2:] == windows
+
+
 def test_padding_specs_resolve():
     hw, k = (5, 6), (3, 3)
     assert C.conv2d_padding(2, hw, k, 1, 1) == ((2, 2), (2, 2))

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from backends.base import as_tuple, conv_padding
-from reference.conv import conv2d_padding
+from reference.conv import conv2d_output_size
 
 
 def strided_implicit_padding_2d(args: Mapping[str, Any]) -> bool:
@@ -57,10 +57,12 @@ def conv2d_output_width_1_strided(args: Mapping[str, Any]) -> bool:
     x, w = args.get("x_shape"), args.get("w_shape")
     if x is None or w is None or len(x) != 4 or not _width_strided(args):
         return False
-    stride = as_tuple(args.get("stride", 1), 2, "stride")
-    dilation = as_tuple(args.get("dilation", 1), 2, "dilation")
-    (lo, hi) = conv2d_padding(args.get("padding", 0), x[2:], w[2:], stride, dilation)[1]
-    return (x[3] + lo + hi - dilation[1] * (w[3] - 1) - 1) // stride[1] + 1 == 1
+    try:
+        _, width = conv2d_output_size(x[2:], w[2:], args.get("stride", 1), args.get("padding", 0),
+                                      args.get("dilation", 1))
+    except ValueError:
+        return False
+    return width == 1
 
 
 PREDICATES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
