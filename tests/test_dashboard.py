@@ -20,11 +20,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.optional import need
+
 ROOT = Path(__file__).resolve().parent.parent
 PUBLISH = ROOT / "benchmarks" / "publish.py"
 VENDOR = ROOT / "benchmarks" / "vendor"
 
-pytest.importorskip("asv", reason="asv is not installed (the bench extra; CI installs it)")
+need("asv", reason="asv is not installed (the bench extra; CI installs it)")
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="asv publish needs git")
 
 EXTERNAL = r"(?:https?:)?//[^\s\"'<>)]+"

@@ -12,6 +12,7 @@ import pytest
 from backends.base import KnownDivergence
 from backends.divergences import from_toml, load
 from backends.divergences.predicates import PREDICATES
+from tests.optional import need
 
 ROOT = Path(__file__).resolve().parent.parent
 F64_F32_BF16 = ("float64", "float32", "bfloat16")
@@ -70,7 +71,7 @@ def test_shared_texts_are_expanded():
 @pytest.mark.parametrize(("module", "cls", "name"), [("torch", "TorchBackend", "torch"),
                                                      ("jax", "JaxBackend", "jax")])
 def test_adapters_declare_the_data(module, cls, name):
-    pytest.importorskip(module)
+    need(module)
     mod = __import__(f"backends.{module}_backend", fromlist=[cls])
     assert getattr(mod, cls).known_divergences == load(name)
 

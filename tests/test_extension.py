@@ -8,16 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from properties import report as certificate
+from tests.optional import need
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_mish_registered_from_outside_is_certified(tmp_path):
-    pytest.importorskip("torch", reason="the mish extension adapts torch")
-    pytest.importorskip("jax", reason="the mish extension adapts jax")
+    need("torch", reason="the mish extension adapts torch")
+    need("jax", reason="the mish extension adapts jax")
     backends = "numpy,tests.extension.mish:TorchMish,tests.extension.mish:JaxMish"
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "properties/test_components.py", "-q",

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from reference import batchnorm as B
 from tests.fd import EPS, assert_vjp_matches_fd, dot, raises_for, seeded
+from tests.optional import need
 
 # --------------------------------------------------------------------------- naive loop
 
@@ -155,7 +156,7 @@ def test_batch_norm_matches_naive(data, shape_4d, convention, training):
 # --------------------------------------------------------------------------- against torch
 
 def _torch():
-    torch = pytest.importorskip("torch", reason="the PyTorch comparisons need torch")
+    torch = need("torch", reason="the PyTorch comparisons need torch")
     return torch, torch.nn.functional
 
 

@@ -19,6 +19,7 @@ from hypothesis.extra import numpy as hnp
 
 from reference import clipping as Cl
 from tests.fd import EPS, raises_for, seeded
+from tests.optional import need
 
 
 def _grads(data, shapes=None):
@@ -47,7 +48,7 @@ def _tol(grads) -> float:
 
 @given(data=st.data())
 def test_clip_by_global_norm_matches_torch(data):
-    torch = pytest.importorskip("torch", reason="the PyTorch comparison needs torch")
+    torch = need("torch", reason="the PyTorch comparison needs torch")
     grads = _grads(data)
     max_norm = _max_norm(data, grads)
     ps = []
@@ -64,7 +65,7 @@ def test_clip_by_global_norm_matches_torch(data):
 
 
 def _optax():
-    pytest.importorskip("optax", reason="the optax comparison needs optax")
+    need("optax", reason="the optax comparison needs optax")
     import jax
     import optax
 
@@ -134,7 +135,7 @@ def test_zero_cases_have_no_nan(eps):
 
 @given(data=st.data())
 def test_clip_by_value_matches_torch(data):
-    torch = pytest.importorskip("torch", reason="the PyTorch comparison needs torch")
+    torch = need("torch", reason="the PyTorch comparison needs torch")
     grads = _grads(data)
     v = data.draw(st.sampled_from([0.0, 1e-3, 0.5, 2.0]), label="clip_value")
     ps = []

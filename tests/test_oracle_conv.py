@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from reference import conv as C
 from tests.fd import EPS, TINY, assert_vjp_matches_fd, dot, raises_for, seeded, taps
+from tests.optional import need
 
 PADDING_FORMS = ("int", "pair", "explicit", "valid", "same")
 NAN = float("nan")
@@ -442,7 +443,7 @@ def test_padding_specs_resolve():
 @pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no_bias"])
 @given(data=st.data())
 def test_conv2d_matches_torch(data, with_bias):
-    torch = pytest.importorskip("torch", reason="the PyTorch comparison needs torch")
+    torch = need("torch", reason="the PyTorch comparison needs torch")
     F = torch.nn.functional
     case = draw_conv2d(data)
     kw, nv = case["kwargs"], case["naive"]
@@ -470,7 +471,7 @@ def test_conv2d_matches_torch(data, with_bias):
 
 @given(data=st.data())
 def test_conv1d_matches_torch(data):
-    torch = pytest.importorskip("torch")
+    torch = need("torch")
     F = torch.nn.functional
     case = draw_conv1d(data)
     kw, nv = case["kwargs"], case["naive"]
@@ -493,7 +494,7 @@ def test_conv1d_matches_torch(data):
 
 @given(data=st.data())
 def test_conv_transpose2d_matches_torch(data):
-    torch = pytest.importorskip("torch")
+    torch = need("torch")
     F = torch.nn.functional
     case = draw_conv_transpose2d(data)
     kw = case["kwargs"]
@@ -519,7 +520,7 @@ def test_conv_transpose2d_matches_torch(data):
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")
 @given(data=st.data())
 def test_same_padding_matches_torch_at_stride_1(data):
-    torch = pytest.importorskip("torch")
+    torch = need("torch")
     F = torch.nn.functional
     h, wd = data.draw(st.integers(1, 9), label="H"), data.draw(st.integers(1, 9), label="W")
     kh, kw = data.draw(st.integers(1, 4), label="kh"), data.draw(st.integers(1, 4), label="kw")

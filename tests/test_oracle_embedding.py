@@ -12,6 +12,7 @@ from hypothesis.extra import numpy as hnp
 
 from reference import embedding as E
 from tests.fd import EPS, assert_vjp_matches_fd, raises_for, seeded
+from tests.optional import need
 
 
 def _case(data):
@@ -38,7 +39,7 @@ def test_embedding_vjp_matches_fd(data):
 
 @given(data=st.data())
 def test_embedding_matches_torch(data):
-    torch = pytest.importorskip("torch", reason="the PyTorch comparison needs torch")
+    torch = need("torch", reason="the PyTorch comparison needs torch")
     weight, ids, pad = _case(data)
     g = seeded(data, ids.shape + (weight.shape[1],), 1.0, "cotangent")
     tw = torch.tensor(weight, requires_grad=True)

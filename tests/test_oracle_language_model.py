@@ -21,6 +21,7 @@ from reference import clipping as Cl
 from reference import language_model as LM
 from reference.optimizers import make_optimizer
 from tests.fd import assert_close_chain, assert_vjp_matches_fd, raises_for, seeded
+from tests.optional import need
 
 
 def _model(data, cell: str | None = None, reset_after: bool | None = None) -> LM.CharLM:
@@ -84,7 +85,7 @@ def test_language_model_gradients_match_fd(data):
 # --------------------------------------------------------------------------- torch
 
 def _torch():
-    return pytest.importorskip("torch", reason="the PyTorch comparisons need torch")
+    return need("torch", reason="the PyTorch comparisons need torch")
 
 
 def _torch_model(torch, model, params):

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from backends import harness
 from reference import pooling as P
 from tests.fd import EPS, assert_vjp_matches_fd, dot, raises_for, seeded, taps
+from tests.optional import need
 
 # --------------------------------------------------------------------------- naive loops
 
@@ -168,7 +169,7 @@ def _kernel_count(kw) -> int:
 
 @pytest.mark.parametrize("ceil_mode", [False, True])
 def test_pool_output_size_matches_enumeration_and_torch(ceil_mode):
-    torch = pytest.importorskip("torch", reason="the PyTorch comparison needs torch")
+    torch = need("torch", reason="the PyTorch comparison needs torch")
     for size in range(1, 9):
         for k in range(1, 5):
             for s in range(1, 4):
@@ -240,7 +241,7 @@ def test_global_avg_pool_and_flatten_match_naive(data):
 # --------------------------------------------------------------------------- against torch
 
 def _torch():
-    torch = pytest.importorskip("torch", reason="the PyTorch comparisons need torch")
+    torch = need("torch", reason="the PyTorch comparisons need torch")
     return torch, torch.nn.functional
 
 
@@ -369,11 +370,11 @@ def test_max_pool_vjp_ties_match_naive(data, case, ties):
 @functools.cache
 def _adapter(framework: str):
     """The suite's adapter for ``framework`` (torch or jax); skipped where it is not installed."""
-    pytest.importorskip(framework, reason=f"the {framework} adapter needs {framework}")
+    need(framework, reason=f"the {framework} adapter needs {framework}")
     if framework == "torch":
         from backends.torch_backend import TorchBackend
         return TorchBackend()
-    pytest.importorskip("optax", reason="the jax adapter needs optax")
+    need("optax", reason="the jax adapter needs optax")
     from backends.jax_backend import JaxBackend
     return JaxBackend()
 

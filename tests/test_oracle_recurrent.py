@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from reference import recurrent as R
 from tests.fd import EPS, GAP, assert_close_chain, assert_vjp_matches_fd, raises_for, seeded
+from tests.optional import need
 
 #: name -> (cell kind, its convention keywords)
 KINDS = {
@@ -36,7 +37,7 @@ WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
 def _torch():
-    torch = pytest.importorskip("torch", reason="the PyTorch comparisons need torch")
+    torch = need("torch", reason="the PyTorch comparisons need torch")
     return torch
 
 

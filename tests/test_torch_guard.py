@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from backends.base import Unsupported
+from tests.optional import need
 
-torch = pytest.importorskip("torch", reason="the torch adapter needs torch")
+torch = need("torch", reason="the torch adapter needs torch")
 from backends.torch_backend import TorchBackend  # noqa: E402
 
 
