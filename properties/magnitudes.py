@@ -220,3 +220,161 @@ def batch_norm_vjp(primals, kwargs, cot):
         k = r * r * ms
         dx, dw = dx * (1 + 3 * k), dw * (1 + k.reshape(-1))
     return [dx, dw, g.sum(axis=axes)]
+
+
+# -- recurrent cells (reference/recurrent.py) -----------------------------------------------
+def _cell_parts(kind: str, primals, kwargs):
+    """(x, states, w_ih, w_hh, b_ih, b_hh, number of primals) of a cell's primals, absent
+    biases as zeros."""
+    n_states = 2 if kind == "lstm" else 1
+    x, *rest = (np.asarray(p, dtype=np.float64) if p is not None else None for p in primals)
+    states, rest = rest[:n_states], rest[n_states:]
+    w_ih, w_hh, *biases = rest
+    biases = [*biases, kwargs.get("b_ih"), kwargs.get("b_hh")][:2]
+    zero = np.zeros(w_hh.shape[0])
+    b_ih, b_hh = (zero if b is None else np.asarray(b, dtype=np.float64) for b in biases)
+    return x, states, w_ih, w_hh, b_ih, b_hh, len(primals)
+
+
+def _sig(v):
+    return special.expit(v)
+
+
+def _cell_forward_parts(kind: str, primals, kwargs):
+    """The cell's forward in float64 with the magnitudes of the terms of each gate's
+    pre-activation: A = |x| |w_ih|^T + |b_ih| and B = |h| |w_hh|^T + |b_hh| (N, G H)."""
+    x, states, w_ih, w_hh, b_ih, b_hh, count = _cell_parts(kind, primals, kwargs)
+    h = states[0]
+    a = x @ w_ih.T + b_ih
+    b = h @ w_hh.T + b_hh
+    big_a = np.abs(x) @ np.abs(w_ih).T + np.abs(b_ih)
+    big_b = np.abs(h) @ np.abs(w_hh).T + np.abs(b_hh)
+    return x, states, w_ih, w_hh, a, b, big_a, big_b, count
+
+
+def _chunks(v, hid: int, k: int):
+    return [v[:, j * hid:(j + 1) * hid] for j in range(k)]
+
+
+def rnn_cell_forward(primals, kwargs):
+    """h' = act(a + b): the terms of the pre-activation, A + B, through act' (<= 1)."""
+    *_, a, b, big_a, big_b, _ = _cell_forward_parts("rnn", primals, kwargs)
+    pre = a + b
+    if kwargs.get("nonlinearity", "tanh") == "tanh":
+        return (1.0 - np.tanh(pre) ** 2) * (big_a + big_b)
+    return (pre > 0) * (big_a + big_b)
+
+
+def _lstm_gates(primals, kwargs):
+    x, (h, c), w_ih, w_hh, a, b, big_a, big_b, count = _cell_forward_parts("lstm", primals, kwargs)
+    hid = h.shape[1]
+    pi, pf, pg, po = _chunks(a + b, hid, 4)
+    ti, tf, tg, to = _chunks(big_a + big_b, hid, 4)
+    i, f, g, o = _sig(pi), _sig(pf), np.tanh(pg), _sig(po)
+    c_new = f * c + i * g
+    # c' = f c + i g: each gate's terms through its derivative, and the two products summed
+    m_c = (np.abs(c) * f * (1 - f) * tf + np.abs(g) * i * (1 - i) * ti + i * (1 - g * g) * tg
+           + np.abs(f * c) + np.abs(i * g))
+    return (x, h, c, w_ih, w_hh, i, f, g, o, c_new, m_c, to, count)
+
+
+def lstm_cell_forward(primals, kwargs):
+    """[M of h', M of c']: c' = f c + i g sums the gates' terms through their derivatives and
+    the two products; h' = o tanh(c') carries c''s through tanh' and o's terms through o'."""
+    *_, o, c_new, m_c, to, _ = _lstm_gates(primals, kwargs)
+    tc = np.tanh(c_new)
+    return [np.abs(tc) * o * (1 - o) * to + o * (1 - tc * tc) * m_c, m_c]
+
+
+def _gru_gates(primals, kwargs):
+    x, (h,), w_ih, w_hh, a, b, big_a, big_b, count = _cell_forward_parts("gru", primals, kwargs)
+    hid = h.shape[1]
+    ar, az, an = _chunks(a, hid, 3)
+    tar, taz, tan = _chunks(big_a, hid, 3)
+    br, bz, bn = _chunks(b, hid, 3)
+    tbr, tbz, tbn = _chunks(big_b, hid, 3)
+    r, z = _sig(ar + br), _sig(az + bz)
+    tr, tz = tar + tbr, taz + tbz
+    w_hn, b_hn = w_hh[2 * hid:], _cell_parts("gru", primals, kwargs)[5][2 * hid:]
+    if kwargs.get("reset_after", True):
+        pre_n = an + r * bn
+        # a_n + r (h W_hn^T + b_hn): r's terms through r' times |bn|
+        m_n = tan + r * tbn + np.abs(bn) * r * (1 - r) * tr
+    else:
+        rh = r * h
+        pre_n = an + rh @ w_hn.T + b_hn
+        m_n = (tan + np.abs(rh) @ np.abs(w_hn).T + np.abs(b_hn)
+               + (np.abs(h) * r * (1 - r) * tr) @ np.abs(w_hn).T)
+    n = np.tanh(pre_n)
+    return x, h, w_ih, w_hh, r, z, n, bn, tbn, m_n, tz, count
+
+
+def gru_cell_forward(primals, kwargs):
+    """h' = n + z (h - n): n's pre-activation terms through tanh', z's through z', and the
+    sum's own terms |n| + z (|h| + |n|)."""
+    _, h, _, _, _, z, n, _, _, m_n, tz, _ = _gru_gates(primals, kwargs)
+    return ((1 - z) * (1 - n * n) * m_n + np.abs(h - n) * z * (1 - z) * tz
+            + np.abs(n) + z * (np.abs(h) + np.abs(n)))
+
+
+def _cell_grads(x, h, w_ih, w_hh, da, db, count, states=(), dh=None, dw_hh=None):
+    """[dx, dh, *states, dw_ih, dw_hh, db_ih, db_hh] in magnitude, cut to the ``count``
+    primals given, from the magnitudes da and db of the cotangents of the input and hidden
+    pre-activations: dx = da |w_ih|, dh = db |w_hh| (or ``dh``), dw_ih = da^T |x|, dw_hh =
+    db^T |h| (or ``dw_hh``), the biases sum da and db over the batch."""
+    return [da @ np.abs(w_ih), db @ np.abs(w_hh) if dh is None else dh, *states,
+            da.T @ np.abs(x), db.T @ np.abs(h) if dw_hh is None else dw_hh,
+            da.sum(axis=0), db.sum(axis=0)][:count]
+
+
+def _cot(cot, shape) -> np.ndarray:
+    return np.zeros(shape) if cot is None else _abs(cot)
+
+
+def rnn_cell_vjp(primals, kwargs, cot):
+    """d = g act'(pre): tanh' computed as 1 - y^2 sums terms 1 + y^2 (as tanh_vjp); then
+    the matrix products and the batch sums of the cell in magnitude."""
+    x, (h,), w_ih, w_hh, a, b, _, _, count = _cell_forward_parts("rnn", primals, kwargs)
+    g = _cot(cot, h.shape)
+    if kwargs.get("nonlinearity", "tanh") == "tanh":
+        d = g * (1 + np.tanh(a + b) ** 2)
+    else:
+        d = g * (a + b > 0)
+    return _cell_grads(x, h, w_ih, w_hh, d, d, count)
+
+
+def lstm_cell_vjp(primals, kwargs, cots):
+    """The oracle's backward (reference.recurrent._step_back) in magnitude, for the
+    cotangents (gh, gc) of (h', c'): dc' = gc + gh o (1 - tanh(c')^2); a gate's derivative
+    s (1 - s) sums s (1 + s), tanh' 1 + t^2; dc = dc' f."""
+    gh_, gc_ = cots
+    x, h, c, w_ih, w_hh, i, f, g, o, c_new, _, _, count = _lstm_gates(primals, kwargs)
+    gh, gc = _cot(gh_, h.shape), _cot(gc_, h.shape)
+    tc = np.tanh(c_new)
+    dc = gc + gh * o * (1 + tc * tc)
+    d = np.concatenate([dc * np.abs(g) * i * (1 + i), dc * np.abs(c) * f * (1 + f),
+                        dc * i * (1 + g * g), gh * np.abs(tc) * o * (1 + o)], axis=1)
+    return _cell_grads(x, h, w_ih, w_hh, d, d, count, states=(dc * f,))
+
+
+def gru_cell_vjp(primals, kwargs, cot):
+    """The oracle's backward in magnitude: dn = g (1 - z)(1 - n^2), dz = g (h - n) z (1 - z),
+    dh = g z plus the gates' paths; reset_after: dr = dn (h W_hn^T + b_hn) r (1 - r) with the
+    terms of h W_hn^T + b_hn, else d(r h) = dn W_hn, dr = d(r h) h r (1 - r)."""
+    x, h, w_ih, w_hh, r, z, n, _, tbn, _, _, count = _gru_gates(primals, kwargs)
+    hid = h.shape[1]
+    g = _cot(cot, h.shape)
+    dn = g * (1 + z) * (1 + n * n)
+    dz = g * (np.abs(h) + np.abs(n)) * z * (1 + z)
+    if kwargs.get("reset_after", True):
+        dr = dn * tbn * r * (1 + r)
+        da = np.concatenate([dr, dz, dn], axis=1)
+        db = np.concatenate([dr, dz, dn * r], axis=1)
+        return _cell_grads(x, h, w_ih, w_hh, da, db, count, dh=db @ np.abs(w_hh) + g * z)
+    w_hn = np.abs(w_hh[2 * hid:])
+    d_rh = dn @ w_hn
+    dr = d_rh * np.abs(h) * r * (1 + r)
+    da = np.concatenate([dr, dz, dn], axis=1)
+    dh = d_rh * r + da[:, :2 * hid] @ np.abs(w_hh[:2 * hid]) + g * z
+    dw_hh = np.concatenate([da[:, :2 * hid].T @ np.abs(h), dn.T @ np.abs(r * h)], axis=0)
+    return _cell_grads(x, h, w_ih, w_hh, da, da, count, dh=dh, dw_hh=dw_hh)

@@ -20,6 +20,7 @@ from backends.base import as_tuple
 from properties import cases as K
 from properties import cnn_cases as CK
 from properties import magnitudes as M
+from properties import rnn_cases as RK
 from properties.coverage import SIZES, Classes
 from properties.inputs import Case, Inputs
 from reference import registry
@@ -35,7 +36,9 @@ class Spec:
     """case: draw(data, dtype, tail) -> Inputs. tail: the case also draws a saturated or
     underflowing range (checked in relative terms). forward_terms / vjp_terms: the magnitude
     M of the terms the oracle's formula combines (None: none beyond the result), see
-    properties/magnitudes.py; vjp_terms takes the cotangent of the differentiated output.
+    properties/magnitudes.py; vjp_terms takes the cotangent of the differentiated output, or,
+    for a component with several differentiated outputs (lstm_cell's h and c), a tuple of
+    one cotangent per differentiated output (None for one not live).
     classes / tail_classes: the configuration classes the regular / tail draws cover
     (properties/coverage.py); classify: the classes of final inputs where the backend's
     conventions can change them."""
@@ -90,6 +93,7 @@ def _batch_norm(inp: Inputs) -> dict[str, str]:
 
 _LOSS = {"sizes": SIZES, "reduction": K.REDUCTIONS}
 _CONV = {"sizes": SIZES, "groups_dilation": CK.GROUPS_DILATION}
+_CELL = {"sizes": SIZES, "scale": tuple(RK.SCALES), "state": RK.STATES}
 
 
 SPECS: dict[str, Spec] = {
@@ -139,6 +143,16 @@ SPECS: dict[str, Spec] = {
                                 "momentum_convention": MOMENTUM_CONVENTIONS,
                                 "variance": VARIANCES}),
     "var_mean": Spec(K.var_mean),
+    "rnn_cell": Spec(RK.cell("rnn"), forward_terms=M.rnn_cell_forward, vjp_terms=M.rnn_cell_vjp,
+                     classes={**_CELL, "nonlinearity": RK.NONLINEARITIES}),
+    "lstm_cell": Spec(RK.cell("lstm"), forward_terms=M.lstm_cell_forward,
+                      vjp_terms=M.lstm_cell_vjp, classes=_CELL),
+    "gru_cell": Spec(RK.cell("gru"), forward_terms=M.gru_cell_forward, vjp_terms=M.gru_cell_vjp,
+                     classify=RK.classify_cell,
+                     classes={**_CELL, "reset_after": RK.RESET_AFTER}),
+    "embedding": Spec(RK.embedding, vjp_terms=M.summing_vjp("embedding"),
+                      classify=RK.classify_embedding,
+                      classes={"sizes": SIZES, "ids": RK.IDS, "padding_idx": RK.PADDING}),
 }
 """Component name -> how the properties draw and judge it."""
 
@@ -165,8 +179,16 @@ def forward_terms(name: str, primals: tuple[np.ndarray, ...], kwargs: dict[str, 
 
 def vjp_terms(name: str, primals: tuple[np.ndarray, ...], kwargs: dict[str, Any],
               cotangents: Any) -> list[np.ndarray] | None:
-    """M for each gradient of component ``name`` given one cotangent per output (None: none;
-    so too for several differentiated outputs, which no magnitude function covers yet)."""
+    """M for each gradient of component ``name`` given one cotangent per output (None: none).
+    Its magnitude function receives the live cotangent, or, where the record differentiates
+    several outputs, every differentiated output's cotangent (None for one not live)."""
     fn = SPECS[name].vjp_terms
-    live = [c for c in registry.get(name).cotangents(cotangents) if c is not None]
-    return None if fn is None or len(live) != 1 else fn(primals, kwargs, live[0])
+    rec = registry.get(name)
+    cots = rec.cotangents(cotangents)
+    live = [c for c in cots if c is not None]
+    if fn is None or not live:
+        return None
+    if len(rec.differentiated) > 1:
+        return fn(primals, kwargs, tuple(c for out, c in zip(rec.outputs, cots, strict=True)
+                                         if out in rec.differentiated))
+    return fn(primals, kwargs, live[0]) if len(live) == 1 else None

@@ -16,9 +16,11 @@ from reference import activations as A
 from reference import batchnorm as B
 from reference import conv as C
 from reference import dense as D
+from reference import embedding as E
 from reference import losses as L
 from reference import moments as Mo
 from reference import pooling as P
+from reference import recurrent as Rn
 from reference.component import Component
 
 __all__ = ["RECORDS", "Component", "forward", "get", "register", "vjp"]
@@ -33,6 +35,7 @@ _ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "silu", 
                 "softmax", "log_softmax")
 _REGRESSION = ("mse_loss", "l1_loss", "huber_loss", "bce_with_logits")
 _CONV = ("conv2d", "conv1d", "conv_transpose2d")
+_CELL_WEIGHTS = ("w_ih", "w_hh", "b_ih", "b_hh")
 
 RECORDS: dict[str, Component] = {rec.name: rec for rec in [
     _pair(D, "dense", ("x", "w", "b"), "dense", optional=("b",)),
@@ -55,6 +58,15 @@ RECORDS: dict[str, Component] = {rec.name: rec for rec in [
                        "unbiased_running_var": (True, False), "variance": B.VARIANCES}),
     _pair(Mo, "var_mean", ("x",), "statistics", outputs=("var", "mean"),
           conventions={"correction": Mo.CORRECTIONS}),
+    # recurrent cells: the oracle's layout is PyTorch's (reference/recurrent.py); the
+    # nonlinearity is configuration, the GRU's reset-gate placement a convention
+    _pair(Rn, "rnn_cell", ("x", "h", *_CELL_WEIGHTS), "recurrent", outputs=("h",),
+          optional=("b_ih", "b_hh")),
+    _pair(Rn, "lstm_cell", ("x", "h", "c", *_CELL_WEIGHTS), "recurrent",
+          outputs=("h", "c"), optional=("b_ih", "b_hh")),
+    _pair(Rn, "gru_cell", ("x", "h", *_CELL_WEIGHTS), "recurrent", outputs=("h",),
+          optional=("b_ih", "b_hh"), conventions={"reset_after": Rn.RESET_AFTER}),
+    _pair(E, "embedding", ("weight",), "embedding", data=("ids",), positional_data=("ids",)),
 ]}
 """Component name -> record."""
 
