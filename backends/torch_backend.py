@@ -8,6 +8,7 @@ oracle's hyperparameter names (b1, b2, ...) are mapped to torch.optim's (betas, 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -55,6 +56,9 @@ class TorchBackend(Backend):
         # r <- (1 - m) r + m stat, with the unbiased (n / (n - 1)) batch variance, two-pass.
         "batch_norm": {"momentum_convention": "torch", "unbiased_running_var": True,
                        "variance": "two_pass"},
+        # nn.GRUCell applies the reset gate to the hidden matmul's output (with b_hn):
+        # n = tanh(W_in x + b_in + r (W_hn h + b_hn)).
+        "gru_cell": {"reset_after": True},
     }
     #: arguments torch.optim does not have (checked against torch 2.13)
     lacks: dict[str, dict[str, tuple[Any, str]]] = {
@@ -327,6 +331,34 @@ class TorchBackend(Backend):
         y = F.batch_norm(x, rm, rv, weight, bias, training, momentum, eps)
         return y, rm, rv
 
+    # -- recurrent cells and embedding ------------------------------------------------------
+    def rnn_cell(self, x: torch.Tensor, h: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor,
+                 b_ih: torch.Tensor | None = None, b_hh: torch.Tensor | None = None,
+                 nonlinearity: str = "tanh") -> torch.Tensor:
+        """nn.RNNCell(nonlinearity=...) run on the oracle's weights (see _cell)."""
+        return _cell(torch.nn.RNNCell, (x, h), w_ih, w_hh, b_ih, b_hh, nonlinearity=nonlinearity)
+
+    def lstm_cell(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, w_ih: torch.Tensor,
+                  w_hh: torch.Tensor, b_ih: torch.Tensor | None = None,
+                  b_hh: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """nn.LSTMCell (gates i, f, g, o, as the oracle's) returning (h', c')."""
+        return _cell(torch.nn.LSTMCell, (x, (h, c)), w_ih, w_hh, b_ih, b_hh)
+
+    def gru_cell(self, x: torch.Tensor, h: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor,
+                 b_ih: torch.Tensor | None = None, b_hh: torch.Tensor | None = None,
+                 reset_after: bool = True) -> torch.Tensor:
+        """nn.GRUCell (gates r, z, n): the reset gate after the hidden matmul only."""
+        if not reset_after:
+            raise Unsupported("nn.GRUCell applies the reset gate after the hidden matmul, "
+                              "r (W_hn h + b_hn) (reset_after=True); it has no reset_after=False")
+        return _cell(torch.nn.GRUCell, (x, h), w_ih, w_hh, b_ih, b_hh)
+
+    def embedding(self, weight: torch.Tensor, ids: torch.Tensor, padding_idx: int | None = None
+                  ) -> torch.Tensor:
+        """F.embedding(ids, weight, padding_idx): the padding row is returned as it is and gets
+        no gradient; repeated ids accumulate theirs."""
+        return F.embedding(ids, weight, padding_idx=padding_idx)
+
     # -- optimizers -----------------------------------------------------------------------
     def optimizer(self, name: str, **hyper: Any) -> Optimizer:
         """A torch.optim optimizer (single-tensor path, foreach=False) behind the oracle's
@@ -364,6 +396,31 @@ class TorchBackend(Backend):
             return [leaf.detach().clone() for leaf in leaves], state
 
         return Optimizer(init, update)
+
+
+# -- recurrent cells ------------------------------------------------------------------------
+@functools.lru_cache(maxsize=64)
+def _cell_module(cls: type[torch.nn.Module], inputs: int, hidden: int, bias: bool,
+                 **kwargs: Any) -> torch.nn.Module:
+    """An nn.RNNCell / LSTMCell / GRUCell on the meta device: its own parameters are never
+    used (functional_call swaps in the oracle's), so none is allocated or initialised."""
+    return cls(inputs, hidden, bias=bias, device="meta", **kwargs)
+
+
+def _cell(cls: type[torch.nn.Module], args: tuple, w_ih: torch.Tensor, w_hh: torch.Tensor,
+          b_ih: torch.Tensor | None, b_hh: torch.Tensor | None, **kwargs: Any) -> Any:
+    """The torch cell module users run, called by torch.func.functional_call with the
+    oracle's weights as its parameters: the layouts are the same (weight_ih (G H, I),
+    weight_hh (G H, H), bias_ih and bias_hh (G H,), gates stacked in torch's order); torch
+    has both biases or neither (bias=False)."""
+    if (b_ih is None) != (b_hh is None):
+        raise Unsupported(f"{cls.__name__} has both biases (bias_ih, bias_hh) or neither "
+                          "(bias=False), not one")
+    params = {"weight_ih": w_ih, "weight_hh": w_hh}
+    if b_ih is not None:
+        params.update(bias_ih=b_ih, bias_hh=b_hh)
+    module = _cell_module(cls, w_ih.shape[1], w_hh.shape[1], b_ih is not None, **kwargs)
+    return torch.func.functional_call(module, params, args)
 
 
 # -- convolution and pooling arguments ------------------------------------------------------
