@@ -138,13 +138,14 @@ def _recurrent_params(model: CharLM, p: list[np.ndarray]) -> list[tuple[np.ndarr
     return [tuple(p[1 + 4 * layer: 5 + 4 * layer]) for layer in range(model.layers)]
 
 
-def _run(model: CharLM, p, x, state):
+def _run(model: CharLM, p, x, state) -> tuple[np.ndarray, State, R.Tape]:
+    """(y, final state, the tape R.sequence_backward reads): the recurrent layers, once."""
     rp = _recurrent_params(model, p)
     if model.cell == "lstm":
-        y, h_n, c_n = R.lstm(x, state[0], state[1], rp)
-        return y, (h_n, c_n)
-    y, h_n = R.gru(x, state[0], rp, reset_after=model.reset_after)
-    return y, (h_n,)
+        y, h_n, c_n, tape = R.lstm_forward(x, state[0], state[1], rp)
+        return y, (h_n, c_n), tape
+    y, h_n, tape = R.gru_forward(x, state[0], rp, reset_after=model.reset_after)
+    return y, (h_n,), tape
 
 
 def forward(model: CharLM, params: Sequence[np.ndarray], inputs: np.ndarray,
@@ -155,7 +156,7 @@ def forward(model: CharLM, params: Sequence[np.ndarray], inputs: np.ndarray,
     t, n = tokens.shape
     st = _state(model, state, n)
     x = E.embedding(p[0], tokens)
-    y, new_state = _run(model, p, x, st)
+    y, new_state, _ = _run(model, p, x, st)
     logits = D.dense(y.reshape(t * n, model.hidden), p[-2], p[-1])
     return logits.reshape(t, n, model.vocab), new_state
 
@@ -174,26 +175,22 @@ def loss_and_grads(model: CharLM, params: Sequence[np.ndarray], inputs: np.ndarr
                    targets: np.ndarray, state: Sequence[np.ndarray] | None = None
                    ) -> tuple[float, list[np.ndarray], State]:
     """(loss, the gradient of every parameter, final state), by the chain rule over the
-    oracle's VJPs: cross-entropy -> dense -> the recurrent layers (BPTT within the batch) ->
-    embedding (scatter-add). The initial state is not differentiated."""
+    oracle's VJPs: cross-entropy -> dense -> the recurrent layers (BPTT within the batch,
+    over the tape of the one forward) -> embedding (scatter-add). The initial state is not
+    differentiated."""
     p = _params(model, params)
     tokens = _tokens("inputs", inputs, model.vocab)
     t, n = tokens.shape
     tg = _tokens("targets", targets, model.vocab, (t, n)).reshape(-1)
     st = _state(model, state, n)
     x = E.embedding(p[0], tokens)
-    y, new_state = _run(model, p, x, st)
+    y, new_state, tape = _run(model, p, x, st)
     y2 = y.reshape(t * n, model.hidden)
     logits = D.dense(y2, p[-2], p[-1])
     value = float(Lo.cross_entropy(logits, tg))
     (g_logits,) = Lo.cross_entropy_vjp(logits, tg, np.float64(1.0))
     g_y, d_wout, d_bout = D.dense_vjp(y2, p[-2], p[-1], g_logits)
-    g_y = g_y.reshape(t, n, model.hidden)
-    rp = _recurrent_params(model, p)
-    if model.cell == "lstm":
-        dx, _, _, dparams = R.lstm_vjp(x, st[0], st[1], rp, g_y, None, None)
-    else:
-        dx, _, dparams = R.gru_vjp(x, st[0], rp, g_y, None, reset_after=model.reset_after)
+    dx, *_, dparams = R.sequence_backward(tape, g_y.reshape(t, n, model.hidden))
     (d_emb,) = E.embedding_vjp(p[0], tokens, dx)
     grads = [d_emb] + [g for layer in dparams for g in layer] + [d_wout, d_bout]
     return value, grads, new_state

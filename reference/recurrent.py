@@ -39,7 +39,10 @@ VJPs take the forward's arguments, one cotangent per output (None: not different
 and return one gradient per differentiable input: cells (dx, dh[, dc], dw_ih, dw_hh, db_ih,
 db_hh) (None for an absent bias); sequence layers (dx, dh0[, dc0], dparams), dh0 / dc0 None
 when the initial state is None, dparams a list of (dw_ih, dw_hh, db_ih, db_hh) per entry of
-``params`` (None for an absent bias).
+``params`` (None for an absent bias). A caller that needs the outputs and the gradients runs
+the forward once: ``rnn_forward`` / ``lstm_forward`` / ``gru_forward`` return the outputs and
+a ``Tape``, and ``sequence_backward(tape, gy, gh[, gc])`` the gradients from it (the *_vjp
+functions are the two in a row).
 """
 
 from __future__ import annotations
@@ -340,6 +343,20 @@ class _Direction:
     masks: list              # per step: (N, 1) bool or None
 
 
+@dataclass
+class Tape:
+    """A sequence layer's forward, recorded for ``sequence_backward``: the cell, every
+    (layer, direction)'s input and per-step caches, and the layout of the call."""
+    cell: _Cell
+    directions: list[_Direction]
+    initial: tuple           # the initial states as given (None: zeros, not differentiated)
+    dirs: int
+    rev: tuple | None        # _reverse_index, for a bidirectional layer
+    direction_order: str
+    shape: tuple[int, int, int]
+    hidden: int
+
+
 def _lengths(lengths, t: int, n: int) -> np.ndarray | None:
     if lengths is None:
         return None
@@ -393,7 +410,8 @@ def _check_sequence(cell: _Cell, x, states: Sequence, state_names: Sequence[str]
     return x, st, weights, _lengths(lengths, t, n), dirs
 
 
-def _run(cell: _Cell, x, states, state_names, params, lengths, bidirectional, direction_order):
+def _run(cell: _Cell, x, states, state_names, params, lengths, bidirectional, direction_order
+         ) -> tuple[np.ndarray, tuple[np.ndarray, ...], Tape]:
     """The forward over every layer and direction: (y, final states, tape)."""
     x, st, weights, lengths, dirs = _check_sequence(cell, x, states, state_names, params,
                                                     lengths, bidirectional, direction_order)
@@ -430,13 +448,14 @@ def _run(cell: _Cell, x, states, state_names, params, lengths, bidirectional, di
         if direction_order == "backward_forward":
             outs = outs[::-1]
         inp = outs[0] if dirs == 1 else np.concatenate(outs, axis=2)
-    return inp, tuple(finals), (tape, st, dirs, rev, direction_order, x.shape, hid)
+    return inp, tuple(finals), Tape(cell, tape, st, dirs, rev, direction_order, x.shape, hid)
 
 
-def _backprop(cell: _Cell, tape_info, gy, g_finals):
+def _backprop(rec_tape: Tape, gy, g_finals):
     """Backpropagation through time over the tape of _run: (dx, d initial states, dparams)."""
-    tape, st, dirs, rev, direction_order, xshape, hid = tape_info
-    t, n, _ = xshape
+    cell, tape, st, dirs = rec_tape.cell, rec_tape.directions, rec_tape.initial, rec_tape.dirs
+    rev, direction_order, hid = rec_tape.rev, rec_tape.direction_order, rec_tape.hidden
+    t, n, _ = rec_tape.shape
     layers = len(tape) // dirs
     d_init = [np.zeros((len(tape), n, hid)) if s is not None else None for s in st]
     dparams: list = [None] * len(tape)
@@ -485,15 +504,58 @@ def _backprop(cell: _Cell, tape_info, gy, g_finals):
     return g_in, tuple(d_init), dparams
 
 
-def _sequence_vjp(cell, x, states, names, params, cots, lengths, bidirectional,
-                  direction_order):
-    y, finals, tape = _run(cell, x, states, names, params, lengths, bidirectional,
-                           direction_order)
-    gy = _cotangent("gy", cots[0], y.shape)
-    gf = tuple(_cotangent(nm, g, f.shape)
-               for nm, g, f in zip(("gh", "gc"), cots[1:], finals, strict=False))
-    dx, d_init, dparams = _backprop(cell, tape, gy, gf)
+def sequence_backward(tape: Tape, gy: np.ndarray | None, gh: np.ndarray | None = None,
+                      gc: np.ndarray | None = None):
+    """Backpropagation through time over the tape of rnn_forward, lstm_forward or
+    gru_forward for the cotangents of (y, h_n[, c_n]) (None: zero): (dx, dh0, dparams) or,
+    for the LSTM, (dx, dh0, dc0, dparams), as rnn_vjp / lstm_vjp / gru_vjp return them."""
+    if not isinstance(tape, Tape):
+        raise ValueError(f"tape: expected the Tape of a sequence forward, got "
+                         f"{type(tape).__name__}")
+    if gc is not None and tape.cell.kind != "lstm":
+        raise ValueError(f"gc: the {tape.cell.kind} has no cell state; expected None")
+    t, n, _ = tape.shape
+    out = tape.dirs * tape.hidden
+    final = (len(tape.directions), n, tape.hidden)
+    gf = tuple(_cotangent(nm, g, final)
+               for nm, g in zip(("gh", "gc")[: tape.cell.states], (gh, gc), strict=False))
+    dx, d_init, dparams = _backprop(tape, _cotangent("gy", gy, (t, n, out)), gf)
     return (dx, *d_init, dparams)
+
+
+def rnn_forward(x: np.ndarray, h0: np.ndarray | None,
+                params: Sequence[Sequence[np.ndarray | None]], lengths: np.ndarray | None = None,
+                nonlinearity: str = "tanh", bidirectional: bool = False,
+                direction_order: str = "forward_backward"
+                ) -> tuple[np.ndarray, np.ndarray, Tape]:
+    """(y, h_n, tape): rnn's outputs and what sequence_backward needs, one forward for both."""
+    cell = _cell("rnn", nonlinearity)
+    y, (h_n,), tape = _run(cell, x, (h0,), ("h0",), params, lengths, bidirectional,
+                           direction_order)
+    return y, h_n, tape
+
+
+def lstm_forward(x: np.ndarray, h0: np.ndarray | None, c0: np.ndarray | None,
+                 params: Sequence[Sequence[np.ndarray | None]],
+                 lengths: np.ndarray | None = None, bidirectional: bool = False,
+                 direction_order: str = "forward_backward"
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Tape]:
+    """(y, h_n, c_n, tape): lstm's outputs and what sequence_backward needs."""
+    y, (h_n, c_n), tape = _run(_Cell("lstm"), x, (h0, c0), ("h0", "c0"), params, lengths,
+                               bidirectional, direction_order)
+    return y, h_n, c_n, tape
+
+
+def gru_forward(x: np.ndarray, h0: np.ndarray | None,
+                params: Sequence[Sequence[np.ndarray | None]], lengths: np.ndarray | None = None,
+                reset_after: bool = True, bidirectional: bool = False,
+                direction_order: str = "forward_backward"
+                ) -> tuple[np.ndarray, np.ndarray, Tape]:
+    """(y, h_n, tape): gru's outputs and what sequence_backward needs."""
+    cell = _cell("gru", reset_after=reset_after)
+    y, (h_n,), tape = _run(cell, x, (h0,), ("h0",), params, lengths, bidirectional,
+                           direction_order)
+    return y, h_n, tape
 
 
 def rnn(x: np.ndarray, h0: np.ndarray | None, params: Sequence[Sequence[np.ndarray | None]],
@@ -502,9 +564,7 @@ def rnn(x: np.ndarray, h0: np.ndarray | None, params: Sequence[Sequence[np.ndarr
         ) -> tuple[np.ndarray, np.ndarray]:
     """(y (T, N, D H), h_n (L D, N, H)) of a stacked Elman RNN (as torch.nn.RNN) over
     x (T, N, I); see the module docstring for params, lengths and the directions."""
-    cell = _cell("rnn", nonlinearity)
-    y, (h_n,), _ = _run(cell, x, (h0,), ("h0",), params, lengths, bidirectional, direction_order)
-    return y, h_n
+    return rnn_forward(x, h0, params, lengths, nonlinearity, bidirectional, direction_order)[:2]
 
 
 def rnn_vjp(x: np.ndarray, h0: np.ndarray | None, params: Sequence[Sequence[np.ndarray | None]],
@@ -512,9 +572,8 @@ def rnn_vjp(x: np.ndarray, h0: np.ndarray | None, params: Sequence[Sequence[np.n
             nonlinearity: str = "tanh", bidirectional: bool = False,
             direction_order: str = "forward_backward"):
     """(dx, dh0, dparams) for the cotangents of (y, h_n), by backpropagation through time."""
-    cell = _cell("rnn", nonlinearity)
-    return _sequence_vjp(cell, x, (h0,), ("h0",), params, (gy, gh), lengths, bidirectional,
-                         direction_order)
+    tape = rnn_forward(x, h0, params, lengths, nonlinearity, bidirectional, direction_order)[-1]
+    return sequence_backward(tape, gy, gh)
 
 
 def lstm(x: np.ndarray, h0: np.ndarray | None, c0: np.ndarray | None,
@@ -522,9 +581,7 @@ def lstm(x: np.ndarray, h0: np.ndarray | None, c0: np.ndarray | None,
          bidirectional: bool = False, direction_order: str = "forward_backward"
          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(y (T, N, D H), h_n, c_n (L D, N, H)) of a stacked LSTM (as torch.nn.LSTM)."""
-    y, (h_n, c_n), _ = _run(_Cell("lstm"), x, (h0, c0), ("h0", "c0"), params, lengths,
-                            bidirectional, direction_order)
-    return y, h_n, c_n
+    return lstm_forward(x, h0, c0, params, lengths, bidirectional, direction_order)[:3]
 
 
 def lstm_vjp(x: np.ndarray, h0: np.ndarray | None, c0: np.ndarray | None,
@@ -532,8 +589,8 @@ def lstm_vjp(x: np.ndarray, h0: np.ndarray | None, c0: np.ndarray | None,
              gh: np.ndarray | None, gc: np.ndarray | None, lengths: np.ndarray | None = None,
              bidirectional: bool = False, direction_order: str = "forward_backward"):
     """(dx, dh0, dc0, dparams) for the cotangents of (y, h_n, c_n)."""
-    return _sequence_vjp(_Cell("lstm"), x, (h0, c0), ("h0", "c0"), params, (gy, gh, gc),
-                         lengths, bidirectional, direction_order)
+    tape = lstm_forward(x, h0, c0, params, lengths, bidirectional, direction_order)[-1]
+    return sequence_backward(tape, gy, gh, gc)
 
 
 def gru(x: np.ndarray, h0: np.ndarray | None, params: Sequence[Sequence[np.ndarray | None]],
@@ -541,9 +598,7 @@ def gru(x: np.ndarray, h0: np.ndarray | None, params: Sequence[Sequence[np.ndarr
         bidirectional: bool = False, direction_order: str = "forward_backward"
         ) -> tuple[np.ndarray, np.ndarray]:
     """(y (T, N, D H), h_n (L D, N, H)) of a stacked GRU (reset_after=True: torch.nn.GRU)."""
-    cell = _cell("gru", reset_after=reset_after)
-    y, (h_n,), _ = _run(cell, x, (h0,), ("h0",), params, lengths, bidirectional, direction_order)
-    return y, h_n
+    return gru_forward(x, h0, params, lengths, reset_after, bidirectional, direction_order)[:2]
 
 
 def gru_vjp(x: np.ndarray, h0: np.ndarray | None, params: Sequence[Sequence[np.ndarray | None]],
@@ -551,6 +606,5 @@ def gru_vjp(x: np.ndarray, h0: np.ndarray | None, params: Sequence[Sequence[np.n
             reset_after: bool = True, bidirectional: bool = False,
             direction_order: str = "forward_backward"):
     """(dx, dh0, dparams) for the cotangents of (y, h_n)."""
-    cell = _cell("gru", reset_after=reset_after)
-    return _sequence_vjp(cell, x, (h0,), ("h0",), params, (gy, gh), lengths, bidirectional,
-                         direction_order)
+    tape = gru_forward(x, h0, params, lengths, reset_after, bidirectional, direction_order)[-1]
+    return sequence_backward(tape, gy, gh)

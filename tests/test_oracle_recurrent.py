@@ -124,12 +124,11 @@ def _terms(x, params, dirs: int) -> int:
 
 
 def _tape(kind, x, states, params, lengths, bidirectional):
-    """The oracle's tape (reference.recurrent._run): per layer and direction its input and
-    per-step caches, whose first entry is the state h the step started from."""
+    """The oracle's tape (reference.recurrent's <cell>_forward): per layer and direction its
+    input and per-step caches, whose first entry is the state h the step started from."""
     cell, conv = KINDS[kind]
-    names = ("h0", "c0")[: len(states)]
-    return R._run(R._cell(cell, **conv), x, states, names, params, lengths, bidirectional,
-                  "forward_backward")[2][0]
+    fn = getattr(R, cell + "_forward")
+    return fn(x, *states, params, lengths, bidirectional=bidirectional, **conv)[-1].directions
 
 
 def _relu_preactivations(x, states, params, lengths, bidirectional):
