@@ -88,8 +88,8 @@ def _cell(kind: str, nonlinearity: str = "tanh", reset_after: bool = True) -> _C
 
 # --------------------------------------------------------------------------- one step
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return special.expit(x)
+def _sigmoid(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    return special.expit(x, out=out)
 
 
 def _step(cell: _Cell, a: np.ndarray, state: tuple[np.ndarray, ...], w_hh: np.ndarray,
@@ -120,10 +120,11 @@ def _step(cell: _Cell, a: np.ndarray, state: tuple[np.ndarray, ...], w_hh: np.nd
         return (np.maximum(pre, 0.0),), (h, pre)
     if cell.kind == "lstm":
         c = state[1]
-        pre = np.add(a, b, out=b)
-        sig = _sigmoid(pre)  # the g chunk's sigmoid is not used: cheaper than gathering
-        i, f, o = sig[:, :hh], sig[:, hh:2 * hh], sig[:, 3 * hh:]
-        g = np.tanh(pre[:, 2 * hh:3 * hh])
+        act = np.add(a, b, out=b)  # the pre-activations, then in place the gates' activations
+        _sigmoid(act[:, : 2 * hh], out=act[:, : 2 * hh])
+        np.tanh(act[:, 2 * hh:3 * hh], out=act[:, 2 * hh:3 * hh])
+        _sigmoid(act[:, 3 * hh:], out=act[:, 3 * hh:])
+        i, f, g, o = act[:, :hh], act[:, hh:2 * hh], act[:, 2 * hh:3 * hh], act[:, 3 * hh:]
         c_new = f * c + i * g
         tc = np.tanh(c_new)
         return (o * tc, c_new), (h, c, i, f, g, o, tc)
@@ -472,7 +473,8 @@ def _backprop(rec_tape: Tape, gy, g_finals):
             gys = parts[d] if d == 0 else parts[d][rev]
             gs = tuple(g[k].copy() for g in g_finals)
             da_all = np.empty((t, n, w_hh.shape[0]))
-            db_all = np.empty_like(da_all)
+            # da and db differ only for the GRU with reset_after=True
+            db_all = np.empty_like(da_all) if cell.kind == "gru" and cell.reset_after else da_all
             for step in reversed(range(t)):
                 m = rec.masks[step]
                 gs = (gs[0] + (gys[step] if m is None else np.where(m, gys[step], 0.0)),
@@ -484,7 +486,8 @@ def _backprop(rec_tape: Tape, gy, g_finals):
                     da, db, back = _step_back(cell, rec.caches[step], cell_gs, w_hh)
                     gs = tuple(np.where(m, b, g) for b, g in zip(back, gs, strict=True))
                 da_all[step] = da
-                db_all[step] = db
+                if db is not da:
+                    db_all[step] = db
             for j, g in enumerate(gs):
                 if d_init[j] is not None:
                     d_init[j][k] = g
