@@ -1,5 +1,7 @@
-"""The asv MLP and CNN benchmarks run one timed call on every backend (in a subprocess, since the
-benchmark module pins the process to one core and one BLAS thread)."""
+"""The asv MLP, CNN and recurrent benchmarks run one timed call on every backend (in a
+subprocess, since the benchmark module pins the process to one core and one BLAS thread); the
+recurrent benchmarks' backends start from the same weights (the same first loss and LSTM
+gradients), and their oracle/torch ratio runs."""
 
 from __future__ import annotations
 
@@ -26,14 +28,53 @@ for arch in ("lenet", "resnet"):
 conv = Conv2dForwardBackward()
 conv.setup(sys.argv[1], "cpu")
 conv.time_forward_backward(sys.argv[1], "cpu")
+from benchmarks.bench_rnn import CharLMTrainStep, LSTMForwardBackward
+lm = CharLMTrainStep()
+for optimizer in ("sgd", "adam"):
+    lm.setup(sys.argv[1], optimizer, "cpu")
+    lm.time_step(sys.argv[1], optimizer, "cpu")
+lstm = LSTMForwardBackward()
+lstm.setup(sys.argv[1], "cpu")
+lstm.time_forward_backward(sys.argv[1], "cpu")
+print("ok")
+"""
+
+RNN_SCRIPT = """
+import importlib.util
+import numpy as np
+from benchmarks import bench_rnn as B
+backends = ["numpy", "torch"] + (["jax"] if importlib.util.find_spec("optax") else [])
+# each runner ran one warm-up step in setup, from the same weights: its loss and, for the
+# LSTM layer, its gradients are the first step's
+first = {b: float(B._runner("lm", b, "cpu", "adam").value) for b in backends}
+dx = {}
+for b in backends:
+    out = B._runner("lstm", b, "cpu").out
+    dx[b] = np.asarray(out[1] if b == "jax" else out[0])
+for b in backends:
+    assert abs(first[b] - first["numpy"]) <= 1e-12 * abs(first["numpy"]), first
+    err = np.abs(dx[b] - dx["numpy"]).max() / np.abs(dx["numpy"]).max()
+    assert err <= 1e-12, (b, err)
+B.ROUNDS, B.PAIRS = 1, 1
+for work in B.WORKS:
+    r = B.OracleOverTorch()
+    r.setup(work)
+    assert r.track_ratio(work) > 0
 print("ok")
 """
 
 
 @pytest.mark.parametrize("framework", ["numpy", "torch", "jax"])
-def test_mlp_and_cnn_benchmarks_run(framework):
+def test_mlp_cnn_and_rnn_benchmarks_run(framework):
     pytest.importorskip({"numpy": "numpy", "torch": "torch", "jax": "optax"}[framework],
                         reason=f"{framework} is not installed (CI installs it and requires it)")
     proc = subprocess.run([sys.executable, "-c", SCRIPT, framework], cwd=ROOT, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
+
+
+def test_rnn_benchmarks_share_weights_and_ratio_runs():
+    pytest.importorskip("torch", reason="torch is not installed (CI installs it and requires it)")
+    proc = subprocess.run([sys.executable, "-c", RNN_SCRIPT], cwd=ROOT, capture_output=True,
                           text=True, timeout=900)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
