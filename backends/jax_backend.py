@@ -257,6 +257,9 @@ class JaxBackend(Backend):
         # computed fast (use_fast_variance=True, the default) or two-pass (False).
         "batch_norm": {"momentum_convention": "flax", "unbiased_running_var": False,
                        "variance": ("fast", "two_pass")},
+        # flax.linen.GRUCell applies the reset gate to the hidden matmul's output, which has
+        # the bias b_hn: n = tanh(W_in x + b_in + r (W_hn h + b_hn)).
+        "gru_cell": {"reset_after": True},
     }
     #: arguments these JAX functions do not have (checked against jax 0.10 and optax 0.2.8)
     lacks: dict[str, dict[str, tuple[Any, str]]] = {
@@ -271,6 +274,8 @@ class JaxBackend(Backend):
                                             "ceil_mode")},
         "avg_pool2d": {"ceil_mode": (False, "lax.reduce_window, flax's pooling, has no "
                                             "ceil_mode")},
+        "embedding": {"padding_idx": (None, "flax.linen.Embed (jnp.take) has no padding_idx: "
+                                            "every row it looks up gets its gradient")},
     }
     #: measured, with their upstream issues, in backends/divergences/jax.toml
     known_divergences: tuple[KnownDivergence, ...] = load_divergences("jax")
@@ -285,9 +290,9 @@ class JaxBackend(Backend):
         return f"{self.name}-{'gpu' if self.device == 'cuda' else self.device}"
 
     def versions(self) -> dict[str, str]:
-        """Versions of numpy, jax, jaxlib and optax."""
+        """Versions of numpy, jax, jaxlib, optax and flax."""
         return {"numpy": np.__version__, "jax": jax.__version__, "jaxlib": _version("jaxlib"),
-                "optax": optax.__version__}
+                "optax": optax.__version__, "flax": _version("flax")}
 
     # -- arrays ---------------------------------------------------------------------------
     def asarray(self, x: np.ndarray, dtype: str | None = None) -> jax.Array:
@@ -654,6 +659,80 @@ class JaxBackend(Backend):
             y = y + jnp.reshape(bias, shape)
         return jnp.asarray(y, x.dtype), new_mean, new_var
 
+    # -- recurrent cells and embedding: flax.linen's modules -------------------------------
+    # The oracle's layout is PyTorch's: w_ih (G H, I) and w_hh (G H, H) with the gates
+    # stacked (LSTM i, f, g, o; GRU r, z, n), and two biases b_ih, b_hh (G H,). flax.linen
+    # keeps one Dense per gate and side, named by side and gate ('ii', 'hf', 'in', 'hn',
+    # ...), each kernel (in, out), so a gate's kernel is its block of w_ih or w_hh
+    # transposed; its gates have the same order and formulas (flax/linen/recurrent.py,
+    # checked against flax 0.12). Its biases: SimpleCell has one, on the input Dense 'i';
+    # LSTMCell one per gate on the hidden side ('hi', 'hf', 'hg', 'ho'); GRUCell one per
+    # gate on the input side ('ir', 'iz', 'in') and b_hn on 'hn', inside the reset gate.
+    # Wherever two of the oracle's biases are summed into one pre-activation, flax's bias
+    # is their sum (b_ih + b_hh, computed in the call's dtype inside the trace, so both get
+    # its gradient); GRU's b_hn is flax's 'hn' bias. An absent bias is a zero one.
+    @_jit()
+    def rnn_cell(self, x: jax.Array, h: jax.Array, w_ih: jax.Array, w_hh: jax.Array,
+                 b_ih: jax.Array | None = None, b_hh: jax.Array | None = None,
+                 nonlinearity: str = "tanh") -> jax.Array:
+        """flax.linen.SimpleCell(activation_fn=jnp.tanh (its default) or jax.nn.relu)."""
+        nn = _linen()
+        act = {"tanh": jnp.tanh, "relu": jax.nn.relu}.get(nonlinearity)
+        if act is None:
+            raise Unsupported(f"no SimpleCell activation for nonlinearity {nonlinearity!r}")
+        params = {"i": _dense(w_ih, _bias_sum(b_ih, b_hh, w_hh)), "h": _dense(w_hh)}
+        new, _ = nn.SimpleCell(features=w_hh.shape[1], activation_fn=act).apply(
+            {"params": params}, h, x)
+        return new
+
+    @_jit()
+    def lstm_cell(self, x: jax.Array, h: jax.Array, c: jax.Array, w_ih: jax.Array,
+                  w_hh: jax.Array, b_ih: jax.Array | None = None, b_hh: jax.Array | None = None
+                  ) -> tuple[jax.Array, jax.Array]:
+        """flax.linen.LSTMCell: carry (c, h) -> ((c', h'), h'), returned as (h', c')."""
+        nn = _linen()
+        hid = w_hh.shape[1]
+        b = _bias_sum(b_ih, b_hh, w_hh)
+        params = {}
+        for k, gate in enumerate("ifgo"):
+            block = slice(k * hid, (k + 1) * hid)
+            params["i" + gate] = _dense(w_ih[block])
+            params["h" + gate] = _dense(w_hh[block], b[block])
+        (c_new, h_new), _ = nn.LSTMCell(features=hid).apply({"params": params}, (c, h), x)
+        return h_new, c_new
+
+    @_jit()
+    def gru_cell(self, x: jax.Array, h: jax.Array, w_ih: jax.Array, w_hh: jax.Array,
+                 b_ih: jax.Array | None = None, b_hh: jax.Array | None = None,
+                 reset_after: bool = True) -> jax.Array:
+        """flax.linen.GRUCell: the reset gate after the hidden matmul (reset_after=True) only."""
+        if not reset_after:
+            raise Unsupported("flax.linen.GRUCell applies the reset gate after the hidden "
+                              "matmul, r (W_hn h + b_hn) (reset_after=True); it has no "
+                              "reset_after=False")
+        nn = _linen()
+        hid = w_hh.shape[1]
+        zero = jnp.zeros(w_hh.shape[0], dtype=w_hh.dtype)
+        b_i = zero if b_ih is None else b_ih
+        b_h = zero if b_hh is None else b_hh
+        r, z, n = (slice(k * hid, (k + 1) * hid) for k in range(3))
+        params = {"ir": _dense(w_ih[r], b_i[r] + b_h[r]), "iz": _dense(w_ih[z], b_i[z] + b_h[z]),
+                  "in": _dense(w_ih[n], b_i[n]), "hr": _dense(w_hh[r]), "hz": _dense(w_hh[z]),
+                  "hn": _dense(w_hh[n], b_h[n])}
+        new, _ = nn.GRUCell(features=hid).apply({"params": params}, h, x)
+        return new
+
+    @_jit()
+    def embedding(self, weight: jax.Array, ids: jax.Array, padding_idx: int | None = None
+                  ) -> jax.Array:
+        """flax.linen.Embed (jnp.take along the rows; its VJP a scatter-add). No padding_idx
+        (a lacked argument)."""
+        if padding_idx is not None:
+            raise Unsupported(f"flax.linen.Embed has no padding_idx (got {padding_idx})")
+        nn = _linen()
+        return nn.Embed(num_embeddings=weight.shape[0], features=weight.shape[1]).apply(
+            {"params": {"embedding": weight}}, ids)
+
     # -- optimizers -----------------------------------------------------------------------
     def optimizer(self, name: str, **hyper: Any) -> Optimizer:
         """An optax optimizer behind the oracle's interface and hyperparameter names (the
@@ -736,6 +815,31 @@ class JaxBackend(Backend):
         final, states, history = super().train_network(arch, params, state, x, target,
                                                        optimizer, batches, bn)
         return jax.block_until_ready(final), states, history
+
+
+# -- flax.linen -----------------------------------------------------------------------------
+def _linen() -> Any:
+    """flax.linen, imported when a recurrent cell or the embedding is first called: without
+    flax (the jax extra installs it) those components are unsupported, the rest runs."""
+    try:
+        import flax.linen as nn
+    except ImportError as exc:
+        raise UnsupportedComponent(f"flax is not installed ({exc}): pip install flax") from exc
+    return nn
+
+
+def _dense(w: jax.Array, b: jax.Array | None = None) -> dict[str, jax.Array]:
+    """A flax Dense's parameters from a (out, in) block of the oracle's weights."""
+    return {"kernel": w.T} if b is None else {"kernel": w.T, "bias": b}
+
+
+def _bias_sum(b_ih: jax.Array | None, b_hh: jax.Array | None, w_hh: jax.Array) -> jax.Array:
+    """b_ih + b_hh, the one bias flax keeps where both sit outside any gate (absent: 0)."""
+    if b_ih is None and b_hh is None:
+        return jnp.zeros(w_hh.shape[0], dtype=w_hh.dtype)
+    if b_ih is None or b_hh is None:
+        return b_ih if b_hh is None else b_hh
+    return b_ih + b_hh
 
 
 # -- convolution and pooling arguments -----------------------------------------------------
