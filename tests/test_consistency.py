@@ -21,8 +21,10 @@ from reference.component import Component
 from reference.optimizers import OPTIMIZERS
 from tests.planted import PLANTED
 from tests.planted_cnn import CNN_PLANTED
+from tests.planted_rnn import RNN_PLANTED
 
 ARCHITECTURES = set(CASES)
+ALL_PLANTED = PLANTED + CNN_PLANTED + RNN_PLANTED
 
 
 ADAPTERS = {"TorchBackend": ("torch", "backends.torch_backend"),
@@ -59,11 +61,11 @@ def test_a_component_without_a_spec_is_named():
 
 
 def test_every_component_has_a_planted_bug():
-    assert K.missing_planted(registry.RECORDS, [c.component for c in PLANTED + CNN_PLANTED]) == []
+    assert K.missing_planted(registry.RECORDS, [c.component for c in ALL_PLANTED]) == []
 
 
 def test_every_architecture_has_a_planted_bug():
-    assert K.missing_planted(CASES, [c.component for c in PLANTED + CNN_PLANTED]) == []
+    assert K.missing_planted(CASES, [c.component for c in ALL_PLANTED]) == []
 
 
 def test_a_component_without_a_planted_bug_is_named():
