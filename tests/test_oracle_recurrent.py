@@ -655,6 +655,11 @@ SEQ_BAD = [
     ("gy", lambda: R.rnn_vjp(X, None, [_p()], np.ones((4, 2, 3)), None)),
     ("gh", lambda: R.rnn_vjp(X, None, [_p()], None, np.ones((2, 2, 2)))),
     ("gc", lambda: R.lstm_vjp(X, None, None, [_p(g=4)], None, None, np.ones((1, 2)))),
+    ("tape", lambda: R.sequence_backward((np.ones((4, 2, 2)),), None)),       # not a Tape
+    ("gc", lambda: R.sequence_backward(R.gru_forward(X, None, [_p(g=3)])[-1], None, None,
+                                       np.ones((1, 2, 2)))),                 # gru: no c
+    ("gy", lambda: R.sequence_backward(R.lstm_forward(X, None, None, [_p(g=4)])[-1],
+                                       np.ones((4, 2, 3)))),
     ("x", lambda: R.rnn_cell(np.ones(3), np.ones((1, 2)), *_p())),
     ("h", lambda: R.rnn_cell(np.ones((1, 3)), np.ones((2, 2)), *_p())),
     ("c", lambda: R.lstm_cell(np.ones((1, 3)), np.ones((1, 2)), np.ones((1, 3)), *_p(g=4))),
