@@ -5,11 +5,14 @@ gradients), and their oracle/torch ratio runs."""
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.optional import need, required
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = """
@@ -40,10 +43,10 @@ print("ok")
 """
 
 RNN_SCRIPT = """
-import importlib.util
+import sys
 import numpy as np
 from benchmarks import bench_rnn as B
-backends = ["numpy", "torch"] + (["jax"] if importlib.util.find_spec("optax") else [])
+backends = sys.argv[1:]
 # each runner ran one warm-up step in setup, from the same weights: its loss and, for the
 # LSTM layer, its gradients are the first step's
 first = {b: float(B._runner("lm", b, "cpu", "adam").value) for b in backends}
@@ -66,15 +69,18 @@ print("ok")
 
 @pytest.mark.parametrize("framework", ["numpy", "torch", "jax"])
 def test_mlp_cnn_and_rnn_benchmarks_run(framework):
-    pytest.importorskip({"numpy": "numpy", "torch": "torch", "jax": "optax"}[framework],
-                        reason=f"{framework} is not installed (CI installs it and requires it)")
+    for module in {"numpy": ["numpy"], "torch": ["torch"], "jax": ["optax", "flax"]}[framework]:
+        need(module, reason=f"{module} is not installed (CI installs it and requires it)")
     proc = subprocess.run([sys.executable, "-c", SCRIPT, framework], cwd=ROOT, capture_output=True,
                           text=True, timeout=900)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
 
 
 def test_rnn_benchmarks_share_weights_and_ratio_runs():
-    pytest.importorskip("torch", reason="torch is not installed (CI installs it and requires it)")
-    proc = subprocess.run([sys.executable, "-c", RNN_SCRIPT], cwd=ROOT, capture_output=True,
-                          text=True, timeout=900)
+    need("torch", reason="torch is not installed (CI installs it and requires it)")
+    backends = ["numpy", "torch"]
+    if required() or all(importlib.util.find_spec(m) for m in ("optax", "flax")):
+        backends.append("jax")
+    proc = subprocess.run([sys.executable, "-c", RNN_SCRIPT, *backends], cwd=ROOT,
+                          capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
