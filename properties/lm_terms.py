@@ -1,0 +1,178 @@
+"""The language model's rounding, for the tolerance policy, and the oracle's training trace.
+
+``NoisyLM`` runs reference/language_model.py's loss and gradients one oracle component at a
+time (embedding, one cell step at a time, dense, cross-entropy, and their VJPs: BPTT over
+the cells' VJPs). With a noise Generator every result moves by DELTA times the magnitude of
+the terms its formula sums (properties/specs.py forward_terms and vjp_terms: the policy's M)
+in a random direction: what a backend's rounding of each step is, carried through every
+later step (and, backwards, every earlier one). ``spread`` is the largest change of the
+results over a few such runs divided by DELTA, as test_network_training measures an
+optimizer's steps. Without noise NoisyLM equals reference.language_model.loss_and_grads
+(tests/test_compose_lm.py).
+
+``train_trace`` is reference.language_model.train that also returns the state after every
+batch (the carried states the properties compare); with noise its clipped gradients and new
+parameters move by DELTA times their magnitudes too (a backend stores them in its dtype).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from properties.specs import forward_terms, vjp_terms
+from properties.tolerance import DELTA
+from reference import clipping as Cl
+from reference import dense as D
+from reference import embedding as E
+from reference import language_model as LM
+from reference import losses as Lo
+from reference import recurrent as R
+from reference.optimizers import Optimizer
+
+_CELLS = {"lstm": (R.lstm_cell, R.lstm_cell_vjp), "gru": (R.gru_cell, R.gru_cell_vjp)}
+_PROBES = 4
+State = tuple[np.ndarray, ...]
+
+
+class NoisyLM:
+    """The oracle's CharLM step by step; ``noise``: a Generator for the rounding probes."""
+
+    def __init__(self, model: LM.CharLM, noise: np.random.Generator | None = None) -> None:
+        self.model, self.noise = model, noise
+        self.kw = {} if model.cell == "lstm" else {"reset_after": model.reset_after}
+        self.cell = f"{model.cell}_cell"
+
+    def _jitter(self, values: Sequence[Any], magnitudes: Any) -> list[Any]:
+        """``values`` moved by DELTA times their magnitudes in random directions (noise)."""
+        if self.noise is None or magnitudes is None:
+            return list(values)
+        ms = magnitudes if isinstance(magnitudes, list | tuple) else [magnitudes]
+        moved = [v if v is None or m is None
+                 else v + DELTA * np.abs(m) * self.noise.standard_normal(np.shape(v))
+                 for v, m in zip(values, ms, strict=False)]
+        return moved + list(values[len(ms):])
+
+    def _step(self, x, state: tuple, ws: tuple) -> tuple:
+        fn, _ = _CELLS[self.model.cell]
+        out = fn(x, *state, *ws, **self.kw)
+        new = tuple(out) if self.model.cell == "lstm" else (out,)
+        if self.noise is None:
+            return new
+        return tuple(self._jitter(new, forward_terms(self.cell, (x, *state, *ws), self.kw)))
+
+    def _step_back(self, x, state: tuple, ws: tuple, gs: tuple) -> list:
+        _, vjp = _CELLS[self.model.cell]
+        grads = list(vjp(x, *state, *ws, *gs, **self.kw))
+        if self.noise is None:
+            return grads
+        cots = gs if self.model.cell == "lstm" else gs[0]
+        return self._jitter(grads, vjp_terms(self.cell, (x, *state, *ws), self.kw, cots))
+
+    def loss_and_grads(self, params: Sequence[np.ndarray], inputs: np.ndarray,
+                       targets: np.ndarray, state: Sequence[np.ndarray] | None = None
+                       ) -> tuple[float, list[np.ndarray], State]:
+        """reference.language_model.loss_and_grads, one component at a time."""
+        m = self.model
+        p = [np.asarray(a, dtype=np.float64) for a in params]
+        t, n = inputs.shape
+        st = LM.zero_state(m, n) if state is None else tuple(np.asarray(s, float) for s in state)
+        layers = [tuple(p[1 + 4 * k: 5 + 4 * k]) for k in range(m.layers)]
+        inp = E.embedding(p[0], inputs)
+        tapes, finals = [], [np.empty_like(s) for s in st]
+        for k, ws in enumerate(layers):
+            s = tuple(a[k] for a in st)
+            ys, caches = np.empty((t, n, m.hidden)), []
+            for step in range(t):
+                caches.append(s)
+                s = self._step(inp[step], s, ws)
+                ys[step] = s[0]
+            for j, a in enumerate(s):
+                finals[j][k] = a
+            tapes.append((inp, caches))
+            inp = ys
+        y2 = inp.reshape(t * n, m.hidden)
+        labels = targets.reshape(-1)
+        ce = {"labels": labels, "reduction": "mean"}
+        logits = self._jitter([D.dense(y2, p[-2], p[-1])],
+                              forward_terms("dense", (y2, p[-2], p[-1]), {}))[0]
+        value = self._jitter([Lo.cross_entropy(logits, labels)],
+                             forward_terms("cross_entropy", (logits,), ce))[0]
+        one = np.float64(1.0)
+        g_logits = self._jitter(list(Lo.cross_entropy_vjp(logits, labels, one)),
+                                vjp_terms("cross_entropy", (logits,), ce, one))[0]
+        g_y2, d_w, d_b = self._jitter(list(D.dense_vjp(y2, p[-2], p[-1], g_logits)),
+                                      vjp_terms("dense", (y2, p[-2], p[-1]), {}, g_logits))
+        g_in = g_y2.reshape(t, n, m.hidden)
+        dlayers: list[list[np.ndarray]] = [[] for _ in layers]
+        for k in reversed(range(m.layers)):
+            x, caches = tapes[k]
+            ws = layers[k]
+            gs = tuple(np.zeros((n, m.hidden)) for _ in st)
+            dx, dw = np.empty_like(x), [np.zeros_like(w) for w in ws]
+            for step in reversed(range(t)):
+                gs = (gs[0] + g_in[step], *gs[1:])
+                grads = self._step_back(x[step], caches[step], ws, gs)
+                dx[step] = grads[0]
+                gs = tuple(grads[1:1 + len(st)])
+                dw = [a + b for a, b in zip(dw, grads[1 + len(st):], strict=True)]
+            dlayers[k] = dw
+            g_in = dx
+        (d_emb,) = self._jitter(list(E.embedding_vjp(p[0], inputs, g_in)),
+                                vjp_terms("embedding", (p[0],), {"ids": inputs}, g_in))
+        grads = [d_emb, *(g for dw in dlayers for g in dw), d_w, d_b]
+        return float(value), grads, tuple(finals)
+
+
+def train_trace(model: LM.CharLM, params: Sequence[np.ndarray],
+                batches: Sequence[tuple[np.ndarray, np.ndarray]], optimizer: Optimizer,
+                state: Sequence[np.ndarray] | None = None, max_norm: float | None = None,
+                clip_eps: str = "torch", noise: np.random.Generator | None = None
+                ) -> tuple[list[float], list[State], list[np.ndarray]]:
+    """reference.language_model.train (loss_and_grads, clip_by_global_norm, the optimizer's
+    step, the state carried) returning (loss history, the state after every batch, final
+    params). With ``noise``, loss and gradients come from NoisyLM, and the clipped gradients
+    (when clipping changes them: the norm's scale and each product) and the new parameters
+    q (by |p| + |q - p|) move by DELTA times their magnitudes."""
+    lag: Callable[..., Any] = (LM.loss_and_grads if noise is None else
+                               lambda *a: NoisyLM(model, noise).loss_and_grads(*a[1:]))
+    p = [np.asarray(a, dtype=np.float64) for a in params]
+    opt_state = optimizer.init(p)
+    history, states = [], []
+    st = state
+    for inputs, targets in batches:
+        value, grads, st = lag(model, p, inputs, targets, st)
+        if max_norm is not None:
+            clipped = Cl.clip_by_global_norm(grads, max_norm, clip_eps)
+            if noise is not None and any(np.any(c != g) for c, g in zip(clipped, grads,
+                                                                         strict=True)):
+                scale = 1.0 + DELTA * noise.standard_normal()
+                clipped = [c * scale + DELTA * np.abs(c) * noise.standard_normal(c.shape)
+                           for c in clipped]
+            grads = clipped
+        history.append(value)
+        states.append(tuple(st))
+        new, opt_state = optimizer.update(grads, opt_state, p)
+        if noise is not None:
+            new = [q + DELTA * (np.abs(a) + np.abs(q - a)) * noise.standard_normal(q.shape)
+                   for a, q in zip(p, new, strict=True)]
+        p = new
+    return history, states, p
+
+
+def spread(run: Callable[[np.random.Generator | None], list[np.ndarray]],
+           probes: int = _PROBES) -> list[np.ndarray]:
+    """What the per-step rounding becomes at each result of ``run(noise)``: the largest
+    change over ``probes`` noisy runs from the exact one (``run(None)``), divided by DELTA."""
+    rng = np.random.default_rng(20261124)
+    base = [np.asarray(b, dtype=np.float64) for b in run(None)]
+    out = [np.zeros_like(b) for b in base]
+    for _ in range(probes):
+        with np.errstate(all="ignore"):
+            moved = run(rng)
+        for s, m, b in zip(out, moved, base, strict=True):
+            d = np.abs(np.asarray(m, dtype=np.float64) - b)
+            np.maximum(s, np.where(np.isfinite(d), d, 0.0), out=s)
+    return [s / DELTA for s in out]
