@@ -1,8 +1,9 @@
-"""JAX (jax.nn, jax.numpy) and optax as a backend, on CPU or a GPU.
+"""JAX (jax.nn, jax.numpy), optax and flax.linen as a backend, on CPU or a GPU.
 
-Every component calls JAX's or optax's own implementation (jax.nn.gelu, optax.huber_loss,
-optax.adam, ...), so the suite certifies what users run; only what neither library has (the
-reduction of a per-element loss, NLL as a gather) is written here with jax.numpy.
+Every component calls JAX's, optax's or flax's own implementation (jax.nn.gelu,
+optax.huber_loss, optax.adam, flax.linen.LSTMCell, ...), so the suite certifies what users
+run; only what none of them has (the reduction of a per-element loss, NLL as a gather) is
+written here with jax.numpy.
 """
 
 from __future__ import annotations
