@@ -56,6 +56,12 @@ def check_record(name: str, data: st.DataObject) -> None:
     given = dict(zip(live, cots, strict=True))
     grads = registry.vjp(name, primals, tuple(given.get(i) for i in range(len(rec.outputs))),
                          **inp.kwargs)
+    if name == "embedding" and inp.kwargs.get("padding_idx") is not None:
+        # PyTorch's convention: the padding row is read but never trained, so it gets no
+        # gradient; finite differences hold it fixed
+        pad = inp.kwargs["padding_idx"]
+        assert not np.any(grads[0][pad]), "the padding row got a gradient"
+        tangents[0][pad] = 0.0
     # the forward's cancelling terms (the tolerance policy's magnitude M), weighted by |c|
     m = SPECS[name].forward_terms
     terms = m(tuple(primals), inp.kwargs) if m else None
