@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from backends.base import DTYPES, Unsupported
+from backends.base import DTYPES, Unsupported, UnsupportedComponent
 from backends.harness import BackendError, to_native, to_numpy
 from reference.language_model import CharLM
 from reference.optimizers import Optimizer
@@ -51,9 +51,19 @@ def detached(x: Any) -> Any:
     return detach() if callable(detach) else x
 
 
+def _needs(bk: Any, name: str) -> None:
+    """UnsupportedComponent for a backend without the sequence layer or clipping
+    (backends/recurrent.py's mixin): the model is composed from them."""
+    if getattr(bk, name, None) is None:
+        raise UnsupportedComponent(f"{getattr(bk, 'name', type(bk).__name__)} has no {name} "
+                                   "(backends/recurrent.py), which the language model is "
+                                   "composed from")
+
+
 def _recurrent(bk: Any, model: CharLM, x: Any, layers: list[tuple], state: State | None
                ) -> tuple[Any, State]:
     """(y (T, N, H), final state) of the backend's sequence layer."""
+    _needs(bk, model.cell)
     if model.cell == "lstm":
         h0, c0 = (None, None) if state is None else state
         y, h_n, c_n = bk.lstm(x, h0, c0, layers)
@@ -86,6 +96,7 @@ def loss_and_grads(bk: Any, model: CharLM, params: Sequence[Any], inputs: Any, t
                    state: State | None = None) -> tuple[Any, list[Any], State]:
     """(loss, the gradient of every parameter, final state (detached)) by the backend's
     autodiff through ``loss``; the initial state is held fixed."""
+    _needs(bk, model.cell)
     value, grads, new_state = bk.value_and_grad_aux(
         lambda p: loss(bk, model, p, inputs, targets, state), list(params))
     return value, list(grads), tuple(detached(s) for s in new_state)
@@ -132,6 +143,8 @@ def train(bk: Any, model: CharLM, params: Sequence[Any], batches: Sequence[Batch
     ``optimizer``. Returns (final params, the loss of each batch before its step, the state
     after every batch)."""
     step = method(bk, "lm_loss_and_grads")
+    if max_norm is not None:
+        _needs(bk, "clip_by_global_norm")
     p = list(params)
     opt_state = optimizer.init(p)
     history, states = [], []

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
-import jax.numpy as jnp
+import numpy as np
 
 from backends import compose_lm
 from backends.jax_backend import _COMPILED
@@ -26,9 +26,9 @@ class JaxLanguageModel(compose_lm.LanguageModelBackend):
                           ) -> tuple[Any, list[Any], compose_lm.State]:
         """compose_lm.loss_and_grads under jax.jit, compiled once per model and shapes (an
         initial state of None is zeros, as flax's initialize_carry, so it shares them)."""
-        if state is None:
-            shape = model.state_shape(inputs.shape[1])
-            state = tuple(jnp.zeros(shape, params[0].dtype)
+        if state is None:  # zeros placed on the device, as every other argument is
+            zeros = np.zeros(model.state_shape(inputs.shape[1]))
+            state = tuple(self.asarray(zeros, self.dtype_of(params[0]))
                           for _ in range(2 if model.cell == "lstm" else 1))
         fn = _COMPILED.get((id(self), "lm_loss_and_grads", model),
                            lambda: partial(compose_lm.loss_and_grads, self, model))
