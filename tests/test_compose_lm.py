@@ -13,7 +13,6 @@ import pytest
 from backends import compose_lm as C
 from backends.base import UnsupportedComponent
 from backends.harness import BackendError
-from backends.numpy_backend import NumpyBackend
 from backends.recurrent import NumpyRecurrent
 from properties.lm_terms import NoisyLM, train_trace
 from reference import language_model as LM
@@ -71,15 +70,29 @@ def test_broken_component_reaches_the_model():
     assert not close(bad[1][:1], good[1][:1])
 
 
+class NoLayers(NumpyLM):
+    """A backend without sequence layers (and, below, without clipping)."""
+
+    name = "no-layers"
+    lstm = gru = None
+
+
 def test_without_sequence_layers_unsupported():
     model = MODELS["gru-1"]
-    params, state, inputs, targets, batches = problem(model)
+    params, _, inputs, targets, batches = problem(model)
     with pytest.raises(UnsupportedComponent, match="no gru"):
-        C.call_lm_loss_and_grads(NumpyBackend(), model, params, inputs, targets, None,
-                                 "float64")
-    with pytest.raises(UnsupportedComponent):
-        C.call_train_lm(NumpyBackend(), model, params, batches, "sgd", {"lr": 0.1}, None,
-                        None, "torch", "float64")
+        C.call_lm_loss_and_grads(NoLayers(), model, params, inputs, targets, None, "float64")
+    with pytest.raises(UnsupportedComponent, match="no gru"):
+        C.call_train_lm(NoLayers(), model, params, batches, "sgd", {"lr": 0.1}, None, None,
+                        "torch", "float64")
+
+    class NoClipping(NumpyLM):
+        name = "no-clipping"
+        clip_by_global_norm = None
+
+    with pytest.raises(UnsupportedComponent, match="no clip_by_global_norm"):
+        C.call_train_lm(NoClipping(), model, params, batches, "sgd", {"lr": 0.1}, None, 1.0,
+                        "torch", "float64")
 
 
 def test_failures_are_named():
