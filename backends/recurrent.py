@@ -75,10 +75,13 @@ class RecurrentBackend:
     recurrent_conventions: dict[str, dict[str, Any]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Merge ``recurrent_conventions`` into ``conventions``: the class's own
+        ``conventions`` win over them, and they over the ones the class inherits."""
         super().__init_subclass__(**kwargs)
-        merged = {n: dict(v) for n, v in cls.recurrent_conventions.items()}
-        for n, v in getattr(cls, "conventions", {}).items():
-            merged[n] = {**merged.get(n, {}), **v}
+        own = "conventions" in vars(cls)
+        merged = {n: dict(v) for n, v in getattr(cls, "conventions", {}).items()}
+        for n, v in cls.recurrent_conventions.items():
+            merged[n] = {**merged.get(n, {}), **v, **(cls.conventions.get(n, {}) if own else {})}
         cls.conventions = merged
 
     def _lacks(self, name: str) -> Any:

@@ -42,7 +42,7 @@ from properties.record import current_record
 from properties.scoped import note_arguments
 from properties.sequence_terms import Stepwise
 from properties.strategies import floats_array, realistic, seeded_array
-from properties.tolerance import DELTA, EPS, FACTOR, round_to
+from properties.tolerance import DELTA, EPS, FACTOR, TINY, round_to
 from reference import clipping as Cl
 from reference.recurrent import GATES
 
@@ -242,10 +242,11 @@ class _PreActivations(Stepwise):
 
 def relu_clear(case: SequenceCase, dtype: str) -> None:
     """Reject the example where a ReLU pre-activation of a step that runs lies within four
-    times its tolerance of 0: FACTOR eps sqrt(In + H + 2) (T + S), T the magnitude of the
-    terms it sums and S what the earlier steps' rounding moves it by (its spread over noisy
-    runs, properties.sequence_terms, divided by DELTA). Within that, the backend's rounding
-    could take the other branch."""
+    times its tolerance of 0: FACTOR (eps sqrt(In + H + 2) (T + S) + tiny), T the magnitude of
+    the terms it sums, S what the earlier steps' rounding moves it by (its spread over noisy
+    runs, properties.sequence_terms, divided by DELTA) and tiny the dtype's smallest normal
+    (products below it are subnormal or flushed). Within that, the backend's rounding could
+    take the other branch."""
     kw = {k: v for k, v in case.kwargs.items() if k != "nonlinearity"}
     base = _PreActivations("rnn", nonlinearity="relu", **kw)
     base.forward(case.x, case.states, case.params)
@@ -263,7 +264,7 @@ def relu_clear(case: SequenceCase, dtype: str) -> None:
     fan = max(w[0].shape[1] for w in case.params) + case.params[0][1].shape[1] + 2
     for step, (p, m, s) in enumerate(zip(base.pre, base.terms, spread, strict=True)):
         valid = np.ones(p.shape[0], bool) if lengths is None else lengths > step % t
-        gap = 4 * FACTOR[dtype] * EPS[dtype] * np.sqrt(fan) * (m + s / DELTA)
+        gap = 4 * FACTOR[dtype] * (EPS[dtype] * np.sqrt(fan) * (m + s / DELTA) + TINY[dtype])
         assume(bool(np.all((np.abs(p) >= gap)[valid])))
 
 
