@@ -35,6 +35,7 @@ from reference import recurrent as R
 
 pytestmark = pytest.mark.dtypes("float32", "float64")
 KINDS = SC.KINDS
+_ONE = ("one_forward", "one_bidirectional")
 _CELLS = {"rnn": (R.rnn_cell, R.rnn_cell_vjp), "lstm": (R.lstm_cell, R.lstm_cell_vjp),
           "gru": (R.gru_cell, R.gru_cell_vjp)}
 
@@ -173,9 +174,11 @@ def test_sequence_length_one_is_a_cell_step(backend, dtype, component, data):
     """A sequence of one step is one cell step per direction: y[0] is the cells' h'
     concatenated in the backend's direction order, h_n (and c_n) stack them, and the
     gradients are the cells' for the cotangent of y[0]'s part plus that of h_n."""
-    current_record().declared = {k: v for k, v in SC.classes(component).items()
-                                 if k not in ("length", "sizes", "layers", "lengths")}
-    case = SC.draw_sequence(data, backend, component, dtype, t=1, layers=1, lengths="none")
+    current_record().declared = {**{k: v for k, v in SC.classes(component).items()
+                                    if k not in ("length", "sizes", "lengths")},
+                                 "topology": _ONE}
+    case = SC.draw_sequence(data, backend, component, dtype, t=(1,), topologies=_ONE,
+                            lengths="none")
     h = case.params[0][1].shape[1]
     with unsupported_example():
         outs = call_sequence(backend, component, case.x, case.states, case.params, case.kwargs,
@@ -217,9 +220,9 @@ def test_sequence_padding_changes_nothing(backend, dtype, component, data):
     (within both runs' tolerances)."""
     current_record().declared = {k: v for k, v in SC.classes(component).items()
                                  if k not in ("length", "sizes", "lengths")}
-    case = SC.draw_sequence(data, backend, component, dtype, lengths="variable", max_t=5)
+    case = SC.draw_sequence(data, backend, component, dtype, t=(1, 2), lengths="variable")
     t, n, i = case.x.shape
-    extra = data.draw(st.integers(1, 2), label="extra steps")
+    extra = {1: 1, 2: 3}[t]  # padded to the next T of the menu (shared compilations)
     lengths = case.kwargs["lengths"]
     pad = np.arange(t + extra)[:, None] >= lengths[None, :]
     x2 = np.concatenate([case.x, np.zeros((extra, n, i))])
@@ -258,9 +261,9 @@ def test_sequence_backward_direction_is_forward_on_reversed(backend, dtype, comp
     forward direction is the forward-only layer; y concatenates them in the backend's
     direction order and h_n (c_n) stacks them."""
     current_record().declared = {k: v for k, v in SC.classes(component).items()
-                                 if k not in ("length", "sizes", "layers", "direction")}
-    case = SC.draw_sequence(data, backend, component, dtype, layers=1, direction="bidirectional",
-                            max_t=5)
+                                 if k not in ("length", "sizes", "topology")}
+    case = SC.draw_sequence(data, backend, component, dtype, t=(2, 5),
+                            topologies=("one_bidirectional",))
     t, n, _ = case.x.shape
     h = case.params[0][1].shape[1]
     lengths = case.kwargs["lengths"]
