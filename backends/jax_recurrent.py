@@ -34,10 +34,16 @@ import jax.numpy as jnp
 import optax
 
 from backends.base import Unsupported
-from backends.jax_backend import _COMPILED
 from backends.recurrent import RecurrentBackend, bias_pair, unflatten, weights4
 
 _GATES = {"rnn": "", "lstm": "ifgo", "gru": "rzn"}
+
+
+def _compiled(key: tuple, make: Callable[[], Callable]) -> Callable:
+    """The jitted function of ``key`` from the jax adapter's compiled-function cache
+    (imported here, at call time: the adapter imports this module for its bases)."""
+    from backends.jax_backend import _COMPILED
+    return _COMPILED.get(key, make)
 
 
 def _cell(kind: str, hidden: int, dtype: Any, nonlinearity: str) -> nn.Module:
@@ -171,7 +177,7 @@ class JaxRecurrent(RecurrentBackend):
         key, full_states, full = self._config(kind, x, states, params, bidirectional,
                                               direction_order)
         masked = lengths is not None
-        fn = _COMPILED.get((id(self), "sequence", *key, nonlinearity, masked),
+        fn = _compiled((id(self), "sequence", *key, nonlinearity, masked),
                            lambda: _sequence_fn(kind, bidirectional, nonlinearity, masked))
         return fn(x, full_states, full, lengths)
 
@@ -200,7 +206,7 @@ class JaxRecurrent(RecurrentBackend):
                                             for c, o in zip(cots, outs, strict=True)))
             return run
 
-        run = _COMPILED.get((id(self), "sequence_vjp", *key, nonlinearity, masked, wanted), make)
+        run = _compiled((id(self), "sequence_vjp", *key, nonlinearity, masked, wanted), make)
         outs, (dx, dstates, dparams) = run(x, full_states, full, lengths,
                                            tuple(cotangents[i] for i in wanted))
         flat = [dx, *(d for d, s in zip(dstates, states, strict=True) if s is not None),
@@ -214,12 +220,12 @@ class JaxRecurrent(RecurrentBackend):
         if eps != "optax":
             raise Unsupported("optax.clip_by_global_norm has no epsilon: g / norm * max_norm "
                               "where norm >= max_norm (eps='optax')")
-        fn = _COMPILED.get((id(self), "clip_by_global_norm"), lambda: _clip_norm)
+        fn = _compiled((id(self), "clip_by_global_norm"), lambda: _clip_norm)
         return list(fn(list(grads), max_norm))
 
     def clip_by_value(self, grads, clip_value):
         """optax.clip(clip_value).update, jitted (clip_value traced)."""
-        fn = _COMPILED.get((id(self), "clip_by_value"), lambda: _clip_value)
+        fn = _compiled((id(self), "clip_by_value"), lambda: _clip_value)
         return list(fn(list(grads), clip_value))
 
 

@@ -63,6 +63,13 @@ ORACLE: dict[str, tuple[Callable, Callable | None]] = {
     "clip_by_value": (Cl.clip_by_value, None),
 }
 WEIGHT_NAMES = ("w_ih", "w_hh", "b_ih", "b_hh")
+#: the oracle's conventions: name -> {argument: the values it accepts} (docs/recurrent.md)
+CONVENTIONS: dict[str, dict[str, tuple[Any, ...]]] = {
+    "rnn": {"direction_order": R.DIRECTION_ORDERS},
+    "lstm": {"direction_order": R.DIRECTION_ORDERS},
+    "gru": {"direction_order": R.DIRECTION_ORDERS, "reset_after": R.RESET_AFTER},
+    "clip_by_global_norm": {"eps": Cl.CLIP_EPS},
+}
 
 Params = Sequence[Sequence[Any]]
 Grads = tuple[Any, ...]
@@ -333,12 +340,7 @@ class NumpyRecurrent(RecurrentBackend):
     """reference/recurrent.py and reference/clipping.py themselves (float64), every
     convention the oracle has; gradients from the hand-written BPTT."""
 
-    recurrent_conventions: dict[str, dict[str, Any]] = {
-        "rnn": {"direction_order": R.DIRECTION_ORDERS},
-        "lstm": {"direction_order": R.DIRECTION_ORDERS},
-        "gru": {"direction_order": R.DIRECTION_ORDERS, "reset_after": R.RESET_AFTER},
-        "clip_by_global_norm": {"eps": Cl.CLIP_EPS},
-    }
+    recurrent_conventions: dict[str, dict[str, Any]] = CONVENTIONS
 
     def rnn(self, x, h0, params, lengths=None, nonlinearity="tanh", bidirectional=False,
             direction_order="forward_backward"):
