@@ -31,6 +31,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from backends.base import Unsupported
@@ -162,12 +163,19 @@ class JaxRecurrent(RecurrentBackend):
         for ws in params:
             bias_pair(kind, ws, "flax")
         hidden = params[0][1].shape[1]
-        full_states = [jnp.zeros((len(params), x.shape[1], hidden), x.dtype) if s is None
-                       else s for s in states]
+        dtype = str(x.dtype)
+
+        def zeros(shape):
+            # NumPy's zeros placed on the device as every input is (jnp.zeros outside a trace
+            # compiles a program per shape, and an uncommitted array compiles the layer again)
+            return self.asarray(np.zeros(shape), dtype)
+
+        full_states = [zeros((len(params), x.shape[1], hidden)) if s is None else s
+                       for s in states]
         full = []
         for ws in params:
             w_ih, w_hh, b_ih, b_hh = weights4(ws)
-            zero = jnp.zeros((w_hh.shape[0],), x.dtype)
+            zero = zeros((w_hh.shape[0],))
             full.append((w_ih, w_hh, zero if b_ih is None else b_ih,
                          zero if b_hh is None else b_hh))
         return (kind, bool(bidirectional)), full_states, full

@@ -219,8 +219,11 @@ def test_sequence_padding_changes_nothing(backend, dtype, component, data):
     gradient: y and dx there are exactly 0, and everything else equals the unpadded run's
     (within both runs' tolerances)."""
     current_record().declared = {k: v for k, v in SC.classes(component).items()
-                                 if k not in ("length", "sizes", "lengths")}
-    case = SC.draw_sequence(data, backend, component, dtype, t=(1, 2), lengths="variable")
+                                 if k not in ("length", "sizes", "lengths", "topology")}
+    # two bidirectional layers: the second reads the first's padded outputs, the backward
+    # direction each sequence reversed within its length
+    case = SC.draw_sequence(data, backend, component, dtype, t=(1, 2),
+                            topologies=("stacked_bidirectional",), lengths="variable")
     t, n, i = case.x.shape
     extra = {1: 1, 2: 3}[t]  # padded to the next T of the menu (shared compilations)
     lengths = case.kwargs["lengths"]
