@@ -25,6 +25,8 @@ from jax import lax
 from backends import compose
 from backends.base import Backend, KnownDivergence, Unsupported, UnsupportedComponent, as_tuple, conv_padding
 from backends.divergences import load as load_divergences
+from backends.jax_lm import JaxLanguageModel
+from backends.jax_recurrent import JaxRecurrent
 from backends.xla_guard import CONVOLUTIONS, check_vjp_convolutions, conv
 from reference import optimizers as O
 from reference import registry
@@ -226,7 +228,7 @@ def _jit(*static: str) -> Callable:
     return wrap
 
 
-class JaxBackend(Backend):
+class JaxBackend(Backend, JaxRecurrent, JaxLanguageModel):
     """JAX (the CNN components under jax.jit, as flax runs them) with optax optimizers;
     devices 'cpu' and, with a GPU jaxlib, 'cuda'."""
 

@@ -8,11 +8,13 @@ from typing import Any
 import numpy as np
 
 from backends.base import Backend, Unsupported
+from backends.compose_lm import ChainedLanguageModel
+from backends.recurrent import NumpyRecurrent
 from reference import network, registry
 from reference import optimizers as O
 
 
-class NumpyBackend(Backend):
+class NumpyBackend(Backend, NumpyRecurrent, ChainedLanguageModel):
     """reference/ itself. Certifying it checks the suite's plumbing and the invariants."""
 
     name = "numpy"
