@@ -1,7 +1,8 @@
 """The convention matrix: docs/convention-matrix.md, generated from declarations.
 
-For every convention the oracle knows (a record's ``conventions`` in reference.registry, and
-the optimizers' conventions, OPTIMIZER_CONVENTIONS) the values it accepts, its default and the
+For every convention the oracle knows (a record's ``conventions`` in reference.registry, the
+optimizers' conventions, OPTIMIZER_CONVENTIONS, and the sequence layers' and clipping's,
+backends.recurrent.CONVENTIONS) the values it accepts, its default and the
 value each in-tree backend declares (``Backend.conventions``); then the arguments a backend
 fixes that are not conventions, the arguments it lacks (``Backend.lacks``), the components it
 declares unsupported and every known divergence (``Backend.known_divergences``, most read
@@ -26,6 +27,8 @@ from typing import Any
 from backends.base import Backend, BackendUnavailable, KnownDivergence
 from backends.divergences import load as load_divergences
 from backends.loader import BUILTIN, resolve
+from backends.recurrent import CONVENTIONS as SEQUENCE_CONVENTIONS
+from backends.recurrent import ORACLE as SEQUENCE_ORACLE
 from reference import optimizers as O
 from reference import registry
 
@@ -62,6 +65,10 @@ def oracle_conventions() -> dict[tuple[str, str], tuple[tuple[Any, ...], Any]]:
         params = inspect.signature(O.OPTIMIZERS[name]).parameters
         for arg, values in args.items():
             out[(name, arg)] = (values, params[arg].default)
+    for name, args in SEQUENCE_CONVENTIONS.items():  # sequence layers and clipping
+        params = inspect.signature(SEQUENCE_ORACLE[name][0]).parameters
+        for arg, values in args.items():
+            out[(name, arg)] = (tuple(values), params[arg].default)
     return out
 
 
@@ -148,6 +155,8 @@ def _conventions(classes: Mapping[str, type[Backend]]) -> list[str]:
 
 def _default(name: str, arg: str) -> Any:
     target = registry.RECORDS[name].forward if name in registry.RECORDS else O.OPTIMIZERS.get(name)
+    if target is None and name in SEQUENCE_ORACLE:
+        target = SEQUENCE_ORACLE[name][0]
     if target is None:
         return None
     param = inspect.signature(target).parameters.get(arg)

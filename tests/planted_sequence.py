@@ -1,7 +1,7 @@
 """Planted bugs in sequence layers and gradient clipping: the oracle's step-by-step sequence
 layers (properties.sequence_terms.Stepwise, which equals reference/recurrent.py) and its
 clipping with one thing broken the way real bugs break it. Each must make the properties of
-its ``component`` fail (tests/test_planted_sequence.py)."""
+its ``component`` fail (tests/test_planted_bugs.py)."""
 
 from __future__ import annotations
 

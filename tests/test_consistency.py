@@ -13,6 +13,7 @@ import pytest
 
 from backends.base import Backend, KnownDivergence
 from backends.numpy_backend import NumpyBackend
+from backends.recurrent import COMPONENTS as SEQUENCE_COMPONENTS
 from properties import consistency as K
 from properties.architectures import CASES
 from properties.specs import SPECS, Spec
@@ -80,7 +81,7 @@ def test_adapters_implement_or_decline_every_component(cls):
     assert K.default_mismatches(adapter, registry.RECORDS) == []
     assert K.convention_mismatches(adapter, registry.RECORDS) == []
     assert K.lacked_mismatches(adapter, registry.RECORDS) == []
-    components = set(registry.RECORDS) | set(OPTIMIZERS) | ARCHITECTURES
+    components = set(registry.RECORDS) | set(OPTIMIZERS) | ARCHITECTURES | set(SEQUENCE_COMPONENTS)
     assert K.unknown_divergences(adapter, K.property_tests(), components) == []
 
 

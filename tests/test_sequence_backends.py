@@ -17,7 +17,6 @@ from backends.base import Backend
 from backends.harness import BackendError
 from backends.numpy_backend import NumpyBackend
 from properties.sequence_terms import Stepwise, flat_gradients
-from tests.sequence_backends import NumpySequences
 
 
 @pytest.mark.parametrize("name", BR.COMPONENTS)
@@ -48,8 +47,8 @@ def test_conventions_merge_declarations_win():
                                                                "backward_forward"),
                                            "reset_after": True}
     assert Declares.conventions["sgd"] == {"dampen_first_step": False}
-    assert NumpySequences.conventions["clip_by_global_norm"] == {"eps": ("torch", "optax")}
-    assert NumpySequences.conventions["adam"] == NumpyBackend.conventions["adam"]
+    assert NumpyBackend.conventions["clip_by_global_norm"] == {"eps": ("torch", "optax")}
+    assert NumpyBackend.conventions["adam"] == {"amsgrad": (None, "torch", "optax")}
 
 
 def _case(rng, kind, bidirectional, lengths, bias=True):
@@ -65,7 +64,7 @@ def _case(rng, kind, bidirectional, lengths, bias=True):
                                "bidirectional": bidirectional}
 
 
-class _Mutates(NumpySequences):
+class _Mutates(NumpyBackend):
     name = "mutates"
 
     def rnn(self, x, h0, params, *args, **kwargs):
@@ -79,7 +78,7 @@ def test_calls_name_a_mutated_input_and_a_wrong_output():
     with pytest.raises(BackendError, match=r"mutated its input params\[0\].w_hh"):
         BR.call_sequence(_Mutates(), "rnn", x, states, params, kw, "float64")
 
-    class Short(NumpySequences):
+    class Short(NumpyBackend):
         name = "short"
 
         def lstm(self, *args, **kwargs):
