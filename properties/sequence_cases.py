@@ -76,8 +76,9 @@ RESET_AFTER = ("after", "before")
 
 
 def classes(kind: str) -> dict[str, tuple[str, ...]]:
-    """The configuration classes a sequence property of ``kind`` declares."""
-    out = {"length": LENGTH, "sizes": SIZES, "scale": tuple(SCALES),
+    """The configuration classes the oracle comparisons of ``kind`` declare (the topology
+    follows the sizes, so the sizes' draws, forced first, cover it)."""
+    out = {"length": LENGTH, "sizes": SIZES, "topology": TOPOLOGIES, "scale": tuple(SCALES),
            "direction_order": DIRECTION_ORDERS, "lengths": LENGTHS,
            "state": STATE, "bias": BIAS}
     if kind == "rnn":

@@ -180,7 +180,7 @@ def test_sequence_length_one_is_a_cell_step(backend, dtype, component, data):
     concatenated in the backend's direction order, h_n (and c_n) stack them, and the
     gradients are the cells' for the cotangent of y[0]'s part plus that of h_n."""
     current_record().declared = {k: v for k, v in SC.classes(component).items()
-                                 if k not in ("length", "sizes", "lengths")}
+                                 if k not in ("length", "sizes", "topology", "lengths")}
     case = SC.draw_sequence(data, backend, component, dtype, t=(1,),
                             topologies=("one_bidirectional",), lengths="none")
     h = case.params[0][1].shape[1]
@@ -224,7 +224,7 @@ def test_sequence_padding_changes_nothing(backend, dtype, component, data):
     gradient: y and dx there are exactly 0, and everything else equals the unpadded run's
     (within both runs' tolerances)."""
     current_record().declared = {k: v for k, v in SC.classes(component).items()
-                                 if k not in ("length", "sizes", "lengths")}
+                                 if k not in ("length", "sizes", "topology", "lengths")}
     # two bidirectional layers: the second reads the first's padded outputs, the backward
     # direction each sequence reversed within its length
     case = SC.draw_sequence(data, backend, component, dtype, t=(SC.SMALL_T,),
@@ -270,7 +270,7 @@ def test_sequence_backward_direction_is_forward_on_reversed(backend, dtype, comp
     forward direction is the forward-only layer; y concatenates them in the backend's
     direction order and h_n (c_n) stacks them."""
     current_record().declared = {k: v for k, v in SC.classes(component).items()
-                                 if k not in ("length", "sizes")}
+                                 if k not in ("length", "sizes", "topology")}
     case = SC.draw_sequence(data, backend, component, dtype, t=(SC.SMALL_T,),
                             topologies=("one_bidirectional",))
     t, n, _ = case.x.shape
