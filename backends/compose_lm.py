@@ -27,8 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from backends.base import DTYPES, Unsupported, UnsupportedComponent
-from backends.harness import BackendError, to_native, to_numpy
+from backends.base import UnsupportedComponent
+from backends.harness import BackendError, _guard, to_native
+from backends.recurrent import _array
 from reference.language_model import CharLM
 from reference.optimizers import Optimizer
 
@@ -196,24 +197,6 @@ class ChainedLanguageModel(LanguageModelBackend):
 
 
 # -- the calls the properties make: NumPy in and out, failures named ------------------------
-def _guard(backend: Any, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    try:
-        return fn(*args, **kwargs)
-    except (Unsupported, BackendError):
-        raise
-    except Exception as exc:
-        raise BackendError(f"{backend.id}: {what} raised {type(exc).__name__}: {exc}") from exc
-
-
-def _array(backend: Any, what: str, value: Any, dtype: str, label: str) -> np.ndarray:
-    """``value`` as NumPy: one of the backend's arrays, of ``dtype`` (else BackendError)."""
-    if not backend.is_array(value):
-        raise BackendError(f"{backend.id}: {what} returned {type(value).__name__} as {label}, "
-                           "not an array")
-    got = backend.dtype_of(value)
-    if got in DTYPES and got != dtype:
-        raise BackendError(f"{backend.id}: {what} returned {got} as {label} for a {dtype} call")
-    return to_numpy(backend, value, what)
 
 
 def _state_out(backend: Any, what: str, model: CharLM, st: Any, dtype: str, label: str

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from backends.base import DTYPES, Unsupported, UnsupportedComponent
-from backends.harness import BackendError, to_native, to_numpy
+from backends.harness import BackendError, _guard, to_native, to_numpy
 from reference import clipping as Cl
 from reference import recurrent as R
 
@@ -198,15 +198,6 @@ def bias_pair(name: str, ws: Sequence[Any], framework: str) -> bool:
 
 
 # -- the calls the properties make: NumPy in and out, failures named ------------------------
-def _guard(backend: Any, what: str, fn: Callable, *args: Any, **kwargs: Any) -> Any:
-    try:
-        return fn(*args, **kwargs)
-    except (Unsupported, BackendError):
-        raise
-    except Exception as exc:
-        raise BackendError(f"{backend.id}: {what} raised {type(exc).__name__}: {exc}") from exc
-
-
 def _native_params(backend: Any, params: Params, dtype: str) -> list[tuple]:
     return [tuple(None if w is None else to_native(backend, w, dtype) for w in ws)
             for ws in params]
