@@ -41,7 +41,8 @@ EXPECTED = {
             ("test_vjp", "elu", F64_F32_BF16, None),
             ("test_batch_norm_large_mean_keeps_unit_std", "batch_norm", ("float32", "float64"),
              "flax#1491"),
-            ("test_vjp", "conv1d", ("float32", "float16", "bfloat16"), None)],
+            ("test_vjp", "conv1d", ("float32", "float16", "bfloat16"), None),
+            ("test_clip_by_global_norm_zero_cases", "clip_by_global_norm", None, "optax#1752")],
 }
 
 
@@ -53,9 +54,10 @@ def test_entries_load_as_before(adapter):
         assert len(k.reason) > 100 and "{" not in k.reason, k
         # the scoped entries (added as data): torch's bfloat16 conv1d and conv2d weight
         # gradients and conv_transpose2d gradients, gelu inside an MLP, float16 cross-entropy
-        # with label smoothing; jax's conv1d input gradient
+        # with label smoothing; jax's conv1d input gradient and optax's clipping of a zero
+        # gradient with max_norm = 0
         assert k.scoped == (k.component in ("conv1d", "conv2d", "conv_transpose2d", "mlp",
-                                            "cross_entropy")), k
+                                            "cross_entropy", "clip_by_global_norm")), k
 
 
 def test_shared_texts_are_expanded():
