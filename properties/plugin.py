@@ -246,8 +246,16 @@ def backend(request: pytest.FixtureRequest) -> Backend:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """An unscoped known divergence marks its tests as expected failures; scoped ones are
     kept with the test and judged per example when it runs (an unscoped one wins). Tests
-    that draw the same networks are ordered next to each other (properties.scheduling)."""
+    that draw the same networks are ordered next to each other (properties.scheduling). A
+    test whose dtypes no selected backend runs (pytest's empty parameter set: the float32
+    invariants of a float64-only backend) is deselected: it tests no backend."""
     selected = config.stash[_STATE]["selected"]
+    untested = [item for item in items if "backend" in getattr(item, "fixturenames", ())
+                and not isinstance(item_key(item)[0], str)]
+    if untested:
+        config.hook.pytest_deselected(items=untested)
+        gone = set(map(id, untested))
+        items[:] = [item for item in items if id(item) not in gone]
     for item in items:
         spec, test, component, dtype = item_key(item)
         sel = selected.get(spec) if spec else None

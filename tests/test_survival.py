@@ -132,3 +132,20 @@ def test_workers_and_a_serial_run_certify_alike(tmp_path):
         runs[n] = sorted((r["nodeid"], r["outcome"], r["examples"], r["unsupported_examples"],
                           r["worst_margin"]) for r in rep["results"])
     assert runs["0"] and runs["0"] == runs["2"]
+
+
+def test_tests_of_no_selected_dtype_are_deselected_not_reported(tmp_path):
+    """The float32-only sequence invariants have no parameter for the float64-only oracle
+    backend: pytest's empty parameter set (a NOTSET backend) would reach xdist's report
+    serialisation and end the worker (execnet's DumpError); they are deselected instead."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "properties/test_recurrent.py", "-q", "-p",
+         "no:cacheprovider", "--hypothesis-profile", "ci", "-k",
+         "test_sequence_length_one_is_a_cell_step or test_clip_by_value", "--backend", "numpy",
+         "--certify", "--report-dir", str(tmp_path), "--replay-failures", "0", "-n", "2"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "INTERNALERROR" not in proc.stdout + proc.stderr
+    rep = report.load(tmp_path, "numpy-cpu")
+    ids = [r["nodeid"] for r in rep["results"]]
+    assert ids and all("test_clip_by_value[numpy-cpu-float64]" in i for i in ids), ids
