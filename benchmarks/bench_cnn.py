@@ -19,11 +19,18 @@ is about, measured under the same machine load.
 from __future__ import annotations
 
 import statistics
-import time
 
 import numpy as np
 
-from benchmarks.training import BACKENDS, DEVICES, DTYPE, REPEAT, cached_runner, train_runner
+from benchmarks.training import (
+    BACKENDS,
+    DEVICES,
+    DTYPE,
+    REPEAT,
+    alternating_timings,
+    cached_runner,
+    train_runner,
+)
 from reference import network
 
 ARCHITECTURES = {"lenet": network.lenet(), "resnet": network.resnet()}
@@ -69,15 +76,6 @@ def _runner(kind: str, backend: str, arch: str, device: str):
         return train_runner(backend, device, ARCHITECTURES[arch], "sgd", HYPER, BATCH, 1)
     return cached_runner((kind, backend, device), backend, device,
                          lambda bk: _ConvRunner(bk, backend), 1)
-
-
-def _median_seconds(runner, n: int, rounds: int = 7) -> float:
-    times = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        runner.run(n)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) / n
 
 
 class CNNTrainStep:
@@ -134,11 +132,7 @@ class OracleOverTorch:
         self.n = CONV_CALLS if work == "conv2d" else STEPS
 
     def track_ratio(self, work: str) -> float:
-        ratios = []
-        for _ in range(3):
-            t_oracle = _median_seconds(self.oracle, self.n)
-            t_torch = _median_seconds(self.torch, self.n)
-            ratios.append(t_oracle / t_torch)
-        return statistics.median(ratios)
+        pairs = alternating_timings(self.oracle, self.torch, self.n, rounds=7, pairs=3)
+        return statistics.median(o / t for o, t in pairs)
 
     track_ratio.unit = "oracle/torch"

@@ -27,11 +27,10 @@ Run as a script for a quick ratio measurement without asv:
 from __future__ import annotations
 
 import statistics
-import time
 
 import numpy as np
 
-from benchmarks.training import BACKENDS, DEVICES, REPEAT, cached_runner
+from benchmarks.training import BACKENDS, DEVICES, REPEAT, alternating_timings, cached_runner
 
 SEQ, BATCH, EMBED, HIDDEN, VOCAB = 32, 32, 64, 128, 64
 MAX_NORM = 0.25
@@ -288,15 +287,6 @@ def _runner(kind: str, backend: str, device: str, optimizer: str = ""):
                          lambda bk: build(optimizer) if kind == "lm" else build(), 1)
 
 
-def _median_seconds(runner, n: int, rounds: int) -> float:
-    times = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        runner.run(n)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) / n
-
-
 class CharLMTrainStep:
     """STEPS (5) training steps of the character-level LSTM language model, T 32, N 32,
     E 64, H 128, V 64, clip by global norm, float64."""
@@ -356,8 +346,7 @@ class OracleOverTorch:
 
     def timings(self) -> list[tuple[float, float]]:
         """PAIRS (oracle, torch) median seconds per step or call, measured alternately."""
-        return [(_median_seconds(self.oracle, self.n, ROUNDS),
-                 _median_seconds(self.torch, self.n, ROUNDS)) for _ in range(PAIRS)]
+        return alternating_timings(self.oracle, self.torch, self.n, ROUNDS, PAIRS)
 
     def track_ratio(self, work: str) -> float:
         return statistics.median(o / t for o, t in self.timings())

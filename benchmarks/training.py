@@ -28,7 +28,9 @@ from __future__ import annotations
 import ctypes
 import os
 import re
+import statistics
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -216,3 +218,21 @@ def cached_runner(key: tuple, backend: str, device: str, build: Callable[[Any], 
     return runner
 
 
+
+
+def median_seconds(runner: Any, n: int, rounds: int) -> float:
+    """The median over ``rounds`` of the time ``runner.run(n)`` takes, divided by n (s)."""
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        runner.run(n)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) / n
+
+
+def alternating_timings(oracle: Any, torch: Any, n: int, rounds: int, pairs: int
+                        ) -> list[tuple[float, float]]:
+    """``pairs`` (oracle, torch) median_seconds, measured alternately in this process (so
+    that a change of load falls on both sides of a ratio)."""
+    return [(median_seconds(oracle, n, rounds), median_seconds(torch, n, rounds))
+            for _ in range(pairs)]
