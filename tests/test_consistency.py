@@ -20,6 +20,7 @@ from properties.specs import SPECS, Spec
 from reference import registry
 from reference.component import Component
 from reference.optimizers import OPTIMIZERS
+from tests.optional import need
 from tests.planted import PLANTED
 from tests.planted_cnn import CNN_PLANTED
 from tests.planted_rnn import RNN_PLANTED
@@ -34,7 +35,7 @@ ADAPTERS = {"TorchBackend": ("torch", "backends.torch_backend"),
 
 def _adapter(cls: str) -> type[Backend]:
     framework, module = ADAPTERS[cls]
-    pytest.importorskip(framework, reason=f"{cls} needs {framework}")
+    need(framework, reason=f"{cls} needs {framework}")
     return getattr(importlib.import_module(module), cls)
 
 
