@@ -31,7 +31,7 @@ import numpy as np
 
 from backends.recurrent import STATES, weights4
 from properties.specs import forward_terms, vjp_terms
-from properties.tolerance import DELTA
+from properties.tolerance import DELTA, EPS, TINY
 from reference import recurrent as R
 
 _CELLS = {"rnn": (R.rnn_cell, R.rnn_cell_vjp), "lstm": (R.lstm_cell, R.lstm_cell_vjp),
@@ -49,13 +49,14 @@ class _Direction:
 
 class Stepwise:
     """A sequence layer of ``kind`` with the oracle's keyword arguments, step by step
-    (module docstring); ``noise``: a Generator for the rounding probes, or None."""
+    (module docstring); ``noise``: a Generator for the rounding probes, or None; ``floor``:
+    a magnitude every step's results carry besides their terms' (see ``propagated``)."""
 
     def __init__(self, kind: str, lengths: np.ndarray | None = None,
                  nonlinearity: str = "tanh", reset_after: bool = True,
                  bidirectional: bool = False, direction_order: str = "forward_backward",
-                 noise: np.random.Generator | None = None) -> None:
-        self.kind, self.lengths, self.noise = kind, lengths, noise
+                 noise: np.random.Generator | None = None, floor: float = 0.0) -> None:
+        self.kind, self.lengths, self.noise, self.floor = kind, lengths, noise, floor
         self.dirs = 2 if bidirectional else 1
         self.order = direction_order
         self.cell_kw: dict[str, Any] = {"rnn": {"nonlinearity": nonlinearity}, "lstm": {},
@@ -108,7 +109,8 @@ class Stepwise:
         if self.noise is None or magnitudes is None:
             return list(values)
         ms = magnitudes if isinstance(magnitudes, list | tuple) else [magnitudes]
-        return [v if v is None else v + DELTA * m * self.noise.standard_normal(np.shape(v))
+        return [v if v is None
+                else v + DELTA * (m + self.floor) * self.noise.standard_normal(np.shape(v))
                 for v, m in zip(values, ms, strict=False)] + list(values[len(ms):])
 
     def cell(self, x: np.ndarray, state: tuple, ws: tuple) -> tuple:
@@ -222,15 +224,20 @@ def _kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 def propagated(kind: str, x: np.ndarray, states: Sequence[np.ndarray | None], params,
                kwargs: dict[str, Any], cotangents: Sequence[np.ndarray | None] | None = None,
-               probes: int = _PROBES) -> list[np.ndarray]:
+               probes: int = _PROBES, dtype: str | None = None) -> list[np.ndarray]:
     """The per-step rounding a backend's sequence layer carries to its results: the largest
     change over ``probes`` noisy runs (module docstring), divided by DELTA, of the outputs
     (y, h_n[, c_n]) or, given ``cotangents``, of the gradients, flattened as
     [dx, d given states..., every given weight's gradient]. The probes' forward passes run as
     one batch (each sequence of the batch ``probes`` times, with its own noise: the rows of
     a recurrent layer are independent); their backward passes one probe at a time (a weight
-    gradient sums over the rows)."""
+    gradient sums over the rows). Given ``dtype``, every step's results also carry the
+    policy's absolute floor, TINY / EPS of the dtype as a magnitude (an intermediate that is
+    subnormal or flushed to zero loses up to TINY), so the floor
+    of each step is carried through the later ones too: a float32 RNN with weights at the
+    smallest normal and exploding recurrent weights had its weight gradient 8.1 TINY off."""
     kw = _kwargs(kwargs)
+    floor = 0.0 if dtype is None else TINY[dtype] / EPS[dtype]
     n = x.shape[1]
     with np.errstate(all="ignore"):
         base_outs, base_tape = Stepwise(kind, **kw).forward(x, states, params)
@@ -238,7 +245,7 @@ def propagated(kind: str, x: np.ndarray, states: Sequence[np.ndarray | None], pa
         if kw.get("lengths") is not None:
             tiled["lengths"] = np.tile(np.asarray(kw["lengths"]), probes)
         rng = np.random.default_rng(20261124)
-        outs, tape = Stepwise(kind, **tiled, noise=rng).forward(
+        outs, tape = Stepwise(kind, **tiled, noise=rng, floor=floor).forward(
             np.tile(x, (1, probes, 1)),
             [None if s is None else np.tile(s, (1, probes, 1)) for s in states], params)
         if cotangents is None:
@@ -251,7 +258,7 @@ def propagated(kind: str, x: np.ndarray, states: Sequence[np.ndarray | None], pa
             sub = [_Direction(d.x[:, rows], d.weights, [tuple(v[rows] for v in c)
                                                         for c in d.caches],
                               [m[rows] for m in d.masks]) for d in tape]
-            engine = Stepwise(kind, **kw, noise=rng)
+            engine = Stepwise(kind, **kw, noise=rng, floor=floor)
             moved.append(flat_gradients(engine.backward(x, states, sub, cotangents)))
     return [_max_over_probes([m[j] for m in moved], b) for j, b in enumerate(base)]
 

@@ -73,7 +73,8 @@ def _tolerances(case: SC.SequenceCase, dtype: str, cots=None) -> list[np.ndarray
         n = len(arrays)
         expected = case.gradients(arrays, cots)
         conds = sensitivity(lambda a: case.gradients(a[:n], a[n:]), [*arrays, *cots])
-    spread = propagated(case.kind, case.x, case.states, case.params, case.kwargs, cots)
+    spread = propagated(case.kind, case.x, case.states, case.params, case.kwargs, cots,
+                        dtype=dtype)
     return [tolerance(e, dtype, c + s, case.terms)
             for e, c, s in zip(expected, conds, spread, strict=True)]
 
@@ -91,7 +92,8 @@ def test_sequence_forward(backend, dtype, component, data):
         actual = call_sequence(backend, component, case.x, case.states, case.params,
                                case.kwargs, dtype)
     conds = sensitivity(case.forward, arrays)
-    spread = propagated(component, case.x, case.states, case.params, case.kwargs)
+    spread = propagated(component, case.x, case.states, case.params, case.kwargs,
+                        dtype=dtype)
     for name, a, e, c, s in zip(OUTPUTS[component], actual, expected, conds, spread,
                                 strict=True):
         _close(f"{component} {name}", a, e, dtype, c + s, case.terms)
@@ -115,7 +117,8 @@ def test_sequence_gradients(backend, dtype, component, data):
                                           case.kwargs, cots, dtype)
     n = len(arrays)
     conds = sensitivity(lambda a: case.gradients(a[:n], a[n:]), [*arrays, *cots])
-    spread = propagated(component, case.x, case.states, case.params, case.kwargs, cots)
+    spread = propagated(component, case.x, case.states, case.params, case.kwargs, cots,
+                        dtype=dtype)
     actual = flat_gradients(grads)
     names = case.gradient_names()
     assert len(actual) == len(expected), f"{len(actual)} gradients for {names}"
@@ -204,7 +207,15 @@ def test_sequence_length_one_is_a_cell_step(backend, dtype, component, data):
     for pos, k in enumerate(_order(case)):
         part = slice(pos * h, (pos + 1) * h)
         cell_cots = [cots[0][0][:, part] + cots[1][k], *(c[k] for c in cots[2:])]
-        expected, tols = _cell_step(case, k, dtype, cell_cots)
+        expected, _ = _cell_step(case, k, dtype, cell_cots)
+        # a backend may backpropagate y[0]'s and h_n's cotangents on their own and add the
+        # gradients (jax does: float32 GRU, c_y -0.5443 + c_hn 0.5453 at one unit gave a
+        # weight gradient off by 3.6e-5 relative, eps32 times either part, 0.17): the bound is the
+        # sum of the two parts' bounds, a sum of independent errors (tolerance.compare's scale)
+        y_part = [cots[0][0][:, part], *(np.zeros_like(c[k]) for c in cots[2:])]
+        state_part = [cots[1][k], *(c[k] for c in cots[2:])]
+        tols = [a + b for a, b in zip(_cell_step(case, k, dtype, y_part)[1],
+                                      _cell_step(case, k, dtype, state_part)[1], strict=True)]
         dx, dx_tol = dx + expected[0], dx_tol + tols[0]
         for j, s in enumerate(case.states):
             if s is not None:
