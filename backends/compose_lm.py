@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from backends.base import UnsupportedComponent
-from backends.harness import BackendError, _guard, to_native
-from backends.recurrent import _array
+from backends.harness import BackendError, guard, to_native
+from backends.recurrent import checked_array
 from reference.language_model import CharLM
 from reference.optimizers import Optimizer
 
@@ -205,7 +205,7 @@ def _state_out(backend: Any, what: str, model: CharLM, st: Any, dtype: str, labe
     if not isinstance(st, tuple | list) or len(st) != k:
         raise BackendError(f"{backend.id}: {what} returned {type(st).__name__} as {label}, "
                            f"expected {k} array(s)")
-    return tuple(_array(backend, what, s, dtype, f"{label}[{j}]") for j, s in enumerate(st))
+    return tuple(checked_array(backend, what, s, dtype, f"{label}[{j}]") for j, s in enumerate(st))
 
 
 def _natives(backend: Any, arrays: Sequence[np.ndarray] | None, dtype: str) -> Any:
@@ -220,7 +220,7 @@ def call_lm_loss_and_grads(backend: Any, model: CharLM, params: Sequence[np.ndar
     what = "lm_loss_and_grads"
     np_params = _natives(backend, params, dtype)
     ns = _natives(backend, state, dtype)
-    out = _guard(backend, what, method(backend, what), model, np_params,
+    out = guard(backend, what, method(backend, what), model, np_params,
                  backend.asarray(inputs), backend.asarray(targets),
                  None if ns is None else tuple(ns))
     if not isinstance(out, tuple | list) or len(out) != 3:
@@ -230,8 +230,8 @@ def call_lm_loss_and_grads(backend: Any, model: CharLM, params: Sequence[np.ndar
     if len(grads) != len(params):
         raise BackendError(f"{backend.id}: {what} returned {len(grads)} gradients for "
                            f"{len(params)} parameters")
-    return (_array(backend, what, value, dtype, "the loss"),
-            [_array(backend, what, g, dtype, f"grads[{i}]") for i, g in enumerate(grads)],
+    return (checked_array(backend, what, value, dtype, "the loss"),
+            [checked_array(backend, what, g, dtype, f"grads[{i}]") for i, g in enumerate(grads)],
             _state_out(backend, what, model, st, dtype, "the state"))
 
 
@@ -243,10 +243,10 @@ def call_train_lm(backend: Any, model: CharLM, params: Sequence[np.ndarray],
     """(final params, loss history, state after every batch) of the backend's train_lm with
     its optimizer ``optimizer``, NumPy in and out."""
     what = "train_lm"
-    opt = _guard(backend, f"optimizer {optimizer}", backend.optimizer, optimizer, **hyper)
+    opt = guard(backend, f"optimizer {optimizer}", backend.optimizer, optimizer, **hyper)
     native_batches = [(backend.asarray(i), backend.asarray(t)) for i, t in batches]
     ns = _natives(backend, state, dtype)
-    out = _guard(backend, what, method(backend, what), model, _natives(backend, params, dtype),
+    out = guard(backend, what, method(backend, what), model, _natives(backend, params, dtype),
                  native_batches, opt, None if ns is None else tuple(ns), max_norm, clip_eps)
     if not isinstance(out, tuple | list) or len(out) != 3:
         raise BackendError(f"{backend.id}: {what} returned {type(out).__name__}, expected "
@@ -256,7 +256,7 @@ def call_train_lm(backend: Any, model: CharLM, params: Sequence[np.ndarray],
         raise BackendError(f"{backend.id}: {what} returned {len(final)} parameters, "
                            f"{len(history)} losses and {len(states)} states for "
                            f"{len(params)} parameters and {len(batches)} batches")
-    return ([_array(backend, what, p, dtype, f"params[{i}]") for i, p in enumerate(final)],
+    return ([checked_array(backend, what, p, dtype, f"params[{i}]") for i, p in enumerate(final)],
             np.asarray(history, dtype=np.float64),
             [_state_out(backend, what, model, s, dtype, f"the state after batch {k + 1}")
              for k, s in enumerate(states)])

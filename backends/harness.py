@@ -46,7 +46,7 @@ def to_numpy(backend: Backend, value: Any, what: str) -> np.ndarray:
     return out
 
 
-def _guard(backend: Backend, what: str, fn, *args, **kwargs):
+def guard(backend: Backend, what: str, fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except (Unsupported, BackendError):
@@ -103,7 +103,7 @@ def call(backend: Backend, name: str, args: Sequence[Any], kwargs: Mapping[str, 
     nkw = {k: to_native(backend, v, dtype) for k, v in kwargs.items()}
     rec = registry.RECORDS.get(name)
     before = _snapshot(backend, nargs) if rec is not None else []
-    out = _guard(backend, name, getattr(backend, name), *nargs, **nkw)
+    out = guard(backend, name, getattr(backend, name), *nargs, **nkw)
     if rec is not None:
         _check_outputs(backend, name, out, dtype)
         _check_unchanged(backend, name, nargs, before, rec.inputs)
@@ -129,7 +129,7 @@ def call_vjp(backend: Backend, name: str, primals: Sequence[np.ndarray],
     nkw = {k: to_native(backend, v, dtype) for k, v in kwargs.items()}
     ncots = tuple(None if c is None else to_native(backend, c, dtype) for c in cots)
     before = _snapshot(backend, [*nprim, *ncots])
-    outs, grads = _guard(backend, f"{name} vjp", backend.component_vjp, name, nprim, ncots,
+    outs, grads = guard(backend, f"{name} vjp", backend.component_vjp, name, nprim, ncots,
                          **nkw)
     if not isinstance(grads, tuple | list) or len(grads) != len(primals):
         raise BackendError(f"{backend.id}: {name} vjp returned {_count(grads)} gradients "
@@ -152,13 +152,13 @@ def run_optimizer(backend: Backend, name: str, hyper: Mapping[str, Any],
                   params: Sequence[np.ndarray], grad_steps: Sequence[Sequence[np.ndarray]],
                   dtype: str) -> list[list[np.ndarray]]:
     """The parameters after each step of optimizer ``name`` fed the gradient sequence."""
-    opt = _guard(backend, f"optimizer {name}", backend.optimizer, name, **hyper)
+    opt = guard(backend, f"optimizer {name}", backend.optimizer, name, **hyper)
     p = [to_native(backend, q, dtype) for q in params]
-    state = _guard(backend, f"{name} init", opt.init, p)
+    state = guard(backend, f"{name} init", opt.init, p)
     trajectory = []
     for k, grads in enumerate(grad_steps):
         g = [to_native(backend, q, dtype) for q in grads]
-        p, state = _guard(backend, f"{name} update (step {k + 1})", opt.update, g, state, p)
+        p, state = guard(backend, f"{name} update (step {k + 1})", opt.update, g, state, p)
         trajectory.append([to_numpy(backend, q, f"{name} step {k + 1}") for q in p])
     return trajectory
 
@@ -169,8 +169,8 @@ def train_network(backend: Backend, arch: Any, params: Sequence[np.ndarray],
                   dtype: str) -> tuple[list[np.ndarray], list[list[np.ndarray]], np.ndarray]:
     """(final parameters, state after every step, loss history) of backend.train_network
     with the backend's optimizer ``optimizer``."""
-    opt = _guard(backend, f"optimizer {optimizer}", backend.optimizer, optimizer, **hyper)
-    out = _guard(backend, "train_network", backend.train_network, arch,
+    opt = guard(backend, f"optimizer {optimizer}", backend.optimizer, optimizer, **hyper)
+    out = guard(backend, "train_network", backend.train_network, arch,
                  [to_native(backend, q, dtype) for q in params],
                  [to_native(backend, q, dtype) for q in state], to_native(backend, x, dtype),
                  to_native(backend, target, dtype), opt, list(batches), dict(bn))

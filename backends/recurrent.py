@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from backends.base import DTYPES, Unsupported, UnsupportedComponent
-from backends.harness import BackendError, _guard, to_native, to_numpy
+from backends.harness import BackendError, guard, to_native, to_numpy
 from reference import clipping as Cl
 from reference import recurrent as R
 
@@ -218,7 +218,7 @@ def _unchanged(backend: Any, what: str, natives: Sequence[Any], before: Sequence
             raise BackendError(f"{backend.id}: {what} mutated its input {n}")
 
 
-def _array(backend: Any, what: str, value: Any, dtype: str, label: str) -> np.ndarray:
+def checked_array(backend: Any, what: str, value: Any, dtype: str, label: str) -> np.ndarray:
     if not backend.is_array(value):
         raise BackendError(f"{backend.id}: {what} returned {type(value).__name__} as {label}, "
                            "not an array")
@@ -244,12 +244,12 @@ def call_sequence(backend: Any, name: str, x: np.ndarray, states: Sequence[np.nd
     np_ = _native_params(backend, params, dtype)
     natives = _natives(nx, ns, np_)
     before = _snapshot(backend, natives)
-    out = _guard(backend, name, getattr(backend, name), nx, *ns, np_, **_lengths(backend, kwargs))
+    out = guard(backend, name, getattr(backend, name), nx, *ns, np_, **_lengths(backend, kwargs))
     want = OUTPUTS[name]
     if not isinstance(out, tuple | list) or len(out) != len(want):
         raise BackendError(f"{backend.id}: {name} returned {type(out).__name__}, expected a "
                            f"tuple of {len(want)} arrays {want}")
-    result = tuple(_array(backend, name, o, dtype, w) for o, w in zip(out, want, strict=True))
+    result = tuple(checked_array(backend, name, o, dtype, w) for o, w in zip(out, want, strict=True))
     _unchanged(backend, name, natives, before, _all_names(name, states, params))
     return result
 
@@ -274,24 +274,24 @@ def call_sequence_vjp(backend: Any, name: str, x: np.ndarray,
     names = [*_all_names(name, states, params), *(f"cotangent of {o}" for o in OUTPUTS[name])]
     before = _snapshot(backend, natives)
     what = f"{name} vjp"
-    outs, grads = _guard(backend, what, backend.sequence_vjp, name, nx, ns, np_, nc,
+    outs, grads = guard(backend, what, backend.sequence_vjp, name, nx, ns, np_, nc,
                          **_lengths(backend, kwargs))
     live = [o for o, c in zip(OUTPUTS[name], cotangents, strict=True) if c is not None]
     if len(outs) != len(live):
         raise BackendError(f"{backend.id}: {what} returned {len(outs)} outputs for the "
                            f"{len(live)} with a cotangent")
-    outs = tuple(_array(backend, what, o, dtype, w) for o, w in zip(outs, live, strict=True))
+    outs = tuple(checked_array(backend, what, o, dtype, w) for o, w in zip(outs, live, strict=True))
     n_states = len(STATES[name])
     if not isinstance(grads, tuple | list) or len(grads) != 2 + n_states:
         raise BackendError(f"{backend.id}: {what} returned {type(grads).__name__}, expected "
                            f"(dx, {', '.join('d' + s for s in STATES[name])}, dparams)")
-    dx = _array(backend, what, grads[0], dtype, "dx")
+    dx = checked_array(backend, what, grads[0], dtype, "dx")
     dstates = []
     for s, g, sname in zip(states, grads[1:1 + n_states], STATES[name], strict=True):
         if (s is None) != (g is None):
             raise BackendError(f"{backend.id}: {what} returned {'no' if g is None else 'a'} "
                                f"gradient for {sname}, which is {'None' if s is None else 'given'}")
-        dstates.append(None if g is None else _array(backend, what, g, dtype, "d" + sname))
+        dstates.append(None if g is None else checked_array(backend, what, g, dtype, "d" + sname))
     dparams = list(grads[-1])
     if len(dparams) != len(params):
         raise BackendError(f"{backend.id}: {what} returned {len(dparams)} weight gradients "
@@ -305,7 +305,7 @@ def call_sequence_vjp(backend: Any, name: str, x: np.ndarray,
                 raise BackendError(f"{backend.id}: {what}: {label} is "
                                    f"{'None' if g is None else 'given'} for a "
                                    f"{'given' if w is not None else 'absent'} weight")
-            row.append(None if g is None else _array(backend, what, g, dtype, label))
+            row.append(None if g is None else checked_array(backend, what, g, dtype, label))
         out_params.append(tuple(row))
     _unchanged(backend, what, natives, before, names)
     return outs, (dx, *dstates, out_params)
@@ -317,11 +317,11 @@ def call_clip(backend: Any, name: str, grads: Sequence[np.ndarray], kwargs: dict
     shape and ``dtype``, the gradients given untouched (else BackendError)."""
     natives = [to_native(backend, g, dtype) for g in grads]
     before = _snapshot(backend, natives)
-    out = _guard(backend, name, getattr(backend, name), natives, **kwargs)
+    out = guard(backend, name, getattr(backend, name), natives, **kwargs)
     if not isinstance(out, tuple | list) or len(out) != len(grads):
         raise BackendError(f"{backend.id}: {name} returned {type(out).__name__}, expected a "
                            f"list of {len(grads)} arrays")
-    result = [_array(backend, name, o, dtype, f"grads[{i}]") for i, o in enumerate(out)]
+    result = [checked_array(backend, name, o, dtype, f"grads[{i}]") for i, o in enumerate(out)]
     _unchanged(backend, name, natives, before, [f"grads[{i}]" for i in range(len(grads))])
     return result
 

@@ -224,20 +224,20 @@ def _kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 def propagated(kind: str, x: np.ndarray, states: Sequence[np.ndarray | None], params,
                kwargs: dict[str, Any], cotangents: Sequence[np.ndarray | None] | None = None,
-               probes: int = _PROBES, dtype: str | None = None) -> list[np.ndarray]:
+               *, dtype: str, probes: int = _PROBES) -> list[np.ndarray]:
     """The per-step rounding a backend's sequence layer carries to its results: the largest
     change over ``probes`` noisy runs (module docstring), divided by DELTA, of the outputs
     (y, h_n[, c_n]) or, given ``cotangents``, of the gradients, flattened as
     [dx, d given states..., every given weight's gradient]. The probes' forward passes run as
     one batch (each sequence of the batch ``probes`` times, with its own noise: the rows of
     a recurrent layer are independent); their backward passes one probe at a time (a weight
-    gradient sums over the rows). Given ``dtype``, every step's results also carry the
+    gradient sums over the rows). Every step's results also carry the
     policy's absolute floor, TINY / EPS of the dtype as a magnitude (an intermediate that is
     subnormal or flushed to zero loses up to TINY), so the floor
     of each step is carried through the later ones too: a float32 RNN with weights at the
     smallest normal and exploding recurrent weights had its weight gradient 8.1 TINY off."""
     kw = _kwargs(kwargs)
-    floor = 0.0 if dtype is None else TINY[dtype] / EPS[dtype]
+    floor = TINY[dtype] / EPS[dtype]
     n = x.shape[1]
     with np.errstate(all="ignore"):
         base_outs, base_tape = Stepwise(kind, **kw).forward(x, states, params)

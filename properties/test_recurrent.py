@@ -63,8 +63,10 @@ def _close(what, actual, expected, dtype, condition, terms):
                         terms)
 
 
-def _tolerances(case: SC.SequenceCase, dtype: str, cots=None) -> list[np.ndarray]:
-    """The policy's tolerance of each output (or, with cotangents, each gradient)."""
+def _conditions(case: SC.SequenceCase, dtype: str, cots=None
+                ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The oracle's outputs (or, with cotangents, gradients) and each one's condition term:
+    the sensitivity measured on the oracle plus the rounding the steps propagate."""
     arrays = case.arrays()
     if cots is None:
         expected = case.forward(arrays)
@@ -75,8 +77,13 @@ def _tolerances(case: SC.SequenceCase, dtype: str, cots=None) -> list[np.ndarray
         conds = sensitivity(lambda a: case.gradients(a[:n], a[n:]), [*arrays, *cots])
     spread = propagated(case.kind, case.x, case.states, case.params, case.kwargs, cots,
                         dtype=dtype)
-    return [tolerance(e, dtype, c + s, case.terms)
-            for e, c, s in zip(expected, conds, spread, strict=True)]
+    return expected, [c + s for c, s in zip(conds, spread, strict=True)]
+
+
+def _tolerances(case: SC.SequenceCase, dtype: str, cots=None) -> list[np.ndarray]:
+    """The policy's tolerance of each output (or, with cotangents, each gradient)."""
+    expected, conds = _conditions(case, dtype, cots)
+    return [tolerance(e, dtype, c, case.terms) for e, c in zip(expected, conds, strict=True)]
 
 
 # -- against the oracle ------------------------------------------------------------------------
@@ -86,17 +93,12 @@ def test_sequence_forward(backend, dtype, component, data):
     """y (outputs past a sequence's end exactly 0) and the final states equal the oracle's."""
     current_record().declared = SC.classes(component)
     case = SC.draw_sequence(data, backend, component, dtype)
-    arrays = case.arrays()
-    expected = case.forward(arrays)
     with unsupported_example():
         actual = call_sequence(backend, component, case.x, case.states, case.params,
                                case.kwargs, dtype)
-    conds = sensitivity(case.forward, arrays)
-    spread = propagated(component, case.x, case.states, case.params, case.kwargs,
-                        dtype=dtype)
-    for name, a, e, c, s in zip(OUTPUTS[component], actual, expected, conds, spread,
-                                strict=True):
-        _close(f"{component} {name}", a, e, dtype, c + s, case.terms)
+    expected, conds = _conditions(case, dtype)
+    for name, a, e, c in zip(OUTPUTS[component], actual, expected, conds, strict=True):
+        _close(f"{component} {name}", a, e, dtype, c, case.terms)
 
 
 @pytest.mark.parametrize("component", KINDS)
@@ -110,20 +112,16 @@ def test_sequence_gradients(backend, dtype, component, data):
     arrays = case.arrays()
     outs = case.forward(arrays)
     cots = SC.cotangents(data, outs, dtype)
-    expected = case.gradients(arrays, cots)
+    expected, conds = _conditions(case, dtype, cots)
     SC.assume_in_range(expected, dtype)
     with unsupported_example():
         _, grads = call_sequence_vjp(backend, component, case.x, case.states, case.params,
                                           case.kwargs, cots, dtype)
-    n = len(arrays)
-    conds = sensitivity(lambda a: case.gradients(a[:n], a[n:]), [*arrays, *cots])
-    spread = propagated(component, case.x, case.states, case.params, case.kwargs, cots,
-                        dtype=dtype)
     actual = flat_gradients(grads)
     names = case.gradient_names()
     assert len(actual) == len(expected), f"{len(actual)} gradients for {names}"
-    for name, a, e, c, s in zip(names, actual, expected, conds, spread, strict=True):
-        _close(f"{component} gradient of {name}", a, e, dtype, c + s, case.terms)
+    for name, a, e, c in zip(names, actual, expected, conds, strict=True):
+        _close(f"{component} gradient of {name}", a, e, dtype, c, case.terms)
 
 
 # -- invariants --------------------------------------------------------------------------------
