@@ -1,14 +1,19 @@
-"""Architectures as data (MLP, LeNet, ResNet), one forward over any ops, the oracle's backward.
+"""Architectures as data (MLP, LeNet, ResNet, generative bodies), one forward over any ops, the
+oracle's backward.
 
 An Architecture is a sequence of layers and a loss; ``apply`` runs it over ``ops``, which is
 either the oracle's namespace (ORACLE_OPS) or a Backend: both have conv2d, batch_norm,
 max_pool2d, flatten, global_avg_pool2d, dense and the activations with the same names and
 signatures, so the oracle and every backend run the same network. ``loss_and_grads`` is the
 hand-chained backward (the oracle's VJPs, or a NumPy backend's own over its own ops), ``train``
-the oracle's mini-batch training loop.
+the oracle's mini-batch training loop. An architecture without a loss (``loss=None``) is a
+body that a model composes (a GAN's generator and discriminator, a VAE's encoder and decoder):
+``forward_tape`` and ``backprop`` give its outputs and, for any cotangent of them, the gradient
+of its input and of every parameter.
 
 Layout: x (N, C, H, W) for convolutional networks, (N, F) for an MLP; conv weights OIHW;
-dense weights (I, O). params is a flat list in layer order (conv: w[, b]; bn: weight, bias;
+conv_transpose weights (I, O, k, k) as torch's; dense weights (I, O); reshape keeps the batch
+axis. params is a flat list in layer order (conv: w[, b]; bn: weight, bias;
 dense: w, b; block: see reference.residual), state the running mean and variance of every
 batch norm in layer order. ``bn`` holds the batch-norm conventions (momentum, eps,
 momentum_convention, unbiased_running_var, variance). The loss, mean reduction: 'cross_entropy'
@@ -40,25 +45,29 @@ ACTIVATIONS: dict[str, tuple[Callable, Callable]] = {
     "gelu_tanh": (lambda x: A.gelu(x, "tanh"), lambda x, g: A.gelu_vjp(x, g, "tanh")),
 }
 """Hidden activations by layer kind: (forward, VJP); 'gelu_tanh' is the tanh GELU."""
-LAYER_KINDS = ("conv", "bn", "max_pool", "flatten", "global_avg_pool", "dense", "block",
-               *ACTIVATIONS)
+LAYER_KINDS = ("conv", "conv_transpose", "bn", "max_pool", "flatten", "reshape",
+               "global_avg_pool", "dense", "block", *ACTIVATIONS)
 LOSSES: dict[str, tuple[Callable, Callable]] = {
     "cross_entropy": (L.cross_entropy, L.cross_entropy_vjp), "mse": (L.mse_loss, L.mse_loss_vjp)}
 """The losses an architecture may end in: (forward, VJP), mean reduction."""
 LOSS_COMPONENTS = {"cross_entropy": "cross_entropy", "mse": "mse_loss"}
 """The component computing each loss of LOSSES."""
 
-ORACLE_OPS = SimpleNamespace(conv2d=C.conv2d, batch_norm=B.batch_norm, max_pool2d=P.max_pool2d,
+ORACLE_OPS = SimpleNamespace(conv2d=C.conv2d, conv_transpose2d=C.conv_transpose2d,
+                             batch_norm=B.batch_norm, max_pool2d=P.max_pool2d,
                              flatten=P.flatten, global_avg_pool2d=P.global_avg_pool2d,
                              dense=D.dense, cross_entropy=L.cross_entropy, mse_loss=L.mse_loss,
                              **{n: A.ACTIVATIONS[n][0] for n in ACTIVATIONS if n != "gelu_tanh"})
 """The oracle's components under the names ``apply`` calls."""
 
 
-def activation(ops: Any, kind: str, h):
-    """Activation ``kind`` over ``ops`` ('gelu_tanh' is ops.gelu(h, approximate='tanh'))."""
+def activation(ops: Any, kind: str, h, negative_slope: float = 0.01):
+    """Activation ``kind`` over ``ops`` ('gelu_tanh' is ops.gelu(h, approximate='tanh');
+    ``negative_slope`` is leaky_relu's)."""
     if kind == "gelu_tanh":
         return ops.gelu(h, approximate="tanh")
+    if kind == "leaky_relu":
+        return ops.leaky_relu(h, negative_slope=negative_slope)
     return getattr(ops, kind)(h)
 
 
@@ -70,9 +79,10 @@ def loss(ops: Any, name: str, out, target):
 @dataclass(frozen=True)
 class Layer:
     """One layer of a kind in LAYER_KINDS (an activation's kind is its name). ``out``: output
-    channels (conv, block) or features (dense); ``kernel``, ``stride``, ``padding``: of a conv
-    or max-pool (pool stride = kernel); ``bias``: conv bias; ``projection``: a block's
-    1x1-projection shortcut."""
+    channels (conv, conv_transpose, block) or features (dense); ``kernel``, ``stride``,
+    ``padding``: of a conv, conv_transpose or max-pool (pool stride = kernel); ``bias``: conv
+    and conv_transpose bias; ``projection``: a block's 1x1-projection shortcut; ``shape``: a
+    reshape's output shape without the batch axis; ``negative_slope``: leaky_relu's."""
 
     kind: str
     out: int = 0
@@ -81,10 +91,12 @@ class Layer:
     padding: int = 0
     bias: bool = True
     projection: bool = False
+    shape: tuple[int, ...] = ()
+    negative_slope: float = 0.01
 
     def sizes(self) -> tuple[int, int]:
         """(number of params, number of state arrays)."""
-        if self.kind == "conv":
+        if self.kind in ("conv", "conv_transpose"):
             return (2 if self.bias else 1), 0
         if self.kind in ("bn", "dense"):
             return 2, (2 if self.kind == "bn" else 0)
@@ -95,21 +107,21 @@ class Layer:
 
 @dataclass(frozen=True)
 class Architecture:
-    """A network: input shape without the batch axis ((C, H, W) or (F,)), layers and loss.
-    ``classes``: the width of the output."""
+    """A network: input shape without the batch axis ((C, H, W) or (F,)), layers and loss
+    (None: a body without one). ``classes``: the width of the output."""
 
     name: str
     input_shape: tuple[int, ...]
     layers: tuple[Layer, ...]
-    loss: str = "cross_entropy"
+    loss: str | None = "cross_entropy"
     classes: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         for layer in self.layers:
             if layer.kind not in LAYER_KINDS:
                 raise ValueError(f"layers: unknown kind {layer.kind!r}; expected one of {LAYER_KINDS}")
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss: expected one of {tuple(LOSSES)}, got {self.loss!r}")
+        if self.loss is not None and self.loss not in LOSSES:
+            raise ValueError(f"loss: expected one of {tuple(LOSSES)} or None, got {self.loss!r}")
         object.__setattr__(self, "classes", self.shapes()[2][-1])
 
     def shapes(self) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]], tuple[int, ...]]:
@@ -135,6 +147,15 @@ class Architecture:
                         raise ValueError(f"layers: an identity block keeps {c} channels and stride "
                                          f"1; got out={o}, stride={s} (use projection=True)")
                     shape = (o, (h - 1) // s + 1, (w - 1) // s + 1)
+            elif layer.kind == "conv_transpose":
+                c, h, w = shape
+                params += [(c, layer.out, k, k)] + ([(layer.out,)] if layer.bias else [])
+                shape = (layer.out, (h - 1) * s - 2 * p + k, (w - 1) * s - 2 * p + k)
+            elif layer.kind == "reshape":
+                if int(np.prod(layer.shape)) != int(np.prod(shape)):
+                    raise ValueError(f"layers: a reshape of {shape} to {layer.shape} changes the "
+                                     "number of features")
+                shape = tuple(layer.shape)
             elif layer.kind == "bn":
                 params += [(shape[0],), (shape[0],)]
                 state += [(shape[0],), (shape[0],)]
@@ -157,20 +178,23 @@ class Architecture:
         """A name per parameter, e.g. 'layer0.conv.w', 'layer4.block.bn2.weight'."""
         names = []
         for i, layer in enumerate(self.layers):
-            own = {"conv": ["w", "b"][:layer.sizes()[0]], "bn": ["weight", "bias"],
+            own = {"conv": ["w", "b"][:layer.sizes()[0]],
+                   "conv_transpose": ["w", "b"][:layer.sizes()[0]], "bn": ["weight", "bias"],
                    "dense": ["w", "b"], "block": R.PARAM_NAMES[:layer.sizes()[0]]}
             names += [f"layer{i}.{layer.kind}.{n}" for n in own.get(layer.kind, [])]
         return names
 
     def init(self, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """(params, state): He-normal conv and dense weights (std sqrt(2 / fan_in)), zero
+        """(params, state): He-normal conv and dense weights (std sqrt(2 / fan_in); a
+        conv_transpose's fan_in is I k k of its (I, O, k, k) weight), zero
         biases, batch-norm weight 1 and bias 0, running mean 0 and variance 1."""
         rng = np.random.default_rng(seed)
         params = []
         shapes, state_shapes, _ = self.shapes()
         for name, shape in zip(self.param_names(), shapes, strict=True):
             if len(shape) > 1:
-                fan_in = int(np.prod(shape[1:])) if len(shape) == 4 else shape[0]
+                fan_in = (shape[0] if len(shape) == 2 else shape[0] * shape[2] * shape[3]
+                          if ".conv_transpose." in name else int(np.prod(shape[1:])))
                 params.append(rng.standard_normal(shape) * np.sqrt(2.0 / fan_in))
             else:  # a batch-norm scale starts at 1, every bias at 0
                 params.append(np.ones(shape) if name.endswith(".weight") else np.zeros(shape))
@@ -237,11 +261,16 @@ def apply_layer(layer: Layer, ops: Any, p: Sequence[Any], s: Sequence[Any], h,
     if layer.kind == "conv":
         return ops.conv2d(h, p[0], p[1] if layer.bias else None, stride=layer.stride,
                           padding=layer.padding), []
+    if layer.kind == "conv_transpose":
+        return ops.conv_transpose2d(h, p[0], p[1] if layer.bias else None, stride=layer.stride,
+                                    padding=layer.padding), []
+    if layer.kind == "reshape":
+        return h.reshape((h.shape[0], *layer.shape)), []
     if layer.kind == "bn":
         y, rm, rv = ops.batch_norm(h, p[0], p[1], s[0], s[1], training=training, **bn)
         return y, [rm, rv]
     if layer.kind in ACTIVATIONS:
-        return activation(ops, layer.kind, h), []
+        return activation(ops, layer.kind, h, layer.negative_slope), []
     if layer.kind == "max_pool":
         return ops.max_pool2d(h, layer.kernel), []
     if layer.kind == "flatten":
@@ -289,7 +318,8 @@ def forward(arch: Architecture, params: Sequence[np.ndarray], state: Sequence[np
 
 
 ORACLE_VJPS: dict[str, Callable] = {
-    "conv2d": C.conv2d_vjp, "batch_norm": B.batch_norm_vjp, "max_pool2d": P.max_pool2d_vjp,
+    "conv2d": C.conv2d_vjp, "conv_transpose2d": C.conv_transpose2d_vjp,
+    "batch_norm": B.batch_norm_vjp, "max_pool2d": P.max_pool2d_vjp,
     "flatten": P.flatten_vjp, "global_avg_pool2d": P.global_avg_pool2d_vjp, "dense": D.dense_vjp,
     **{n: vjp for n, (_, vjp) in ACTIVATIONS.items()},
     **{LOSS_COMPONENTS[n]: vjp for n, (_, vjp) in LOSSES.items()},
@@ -320,19 +350,27 @@ def forward_tape(arch: Architecture, params: Sequence[np.ndarray], state: Sequen
     return h, new_state, tape
 
 
-def backward(tape: list, g: np.ndarray, bn: dict[str, Any] | None = None,
-             vjps: dict[str, Callable] = ORACLE_VJPS) -> list[np.ndarray]:
-    """The gradient of every parameter for the cotangent g of the outputs, chaining ``vjps``
-    backwards over the tape of forward_tape."""
+def backprop(tape: list, g: np.ndarray, bn: dict[str, Any] | None = None,
+             vjps: dict[str, Callable] = ORACLE_VJPS) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(the gradient of the input, of every parameter) for the cotangent g of the outputs,
+    chaining ``vjps`` backwards over the tape of forward_tape."""
     grads: list[np.ndarray] = []
     for layer, h_in, p, s in reversed(tape):
         g, gp = _layer_backward(layer, h_in, p, s, g, bn or {}, vjps)
         grads[:0] = gp
-    return grads
+    return g, grads
+
+
+def backward(tape: list, g: np.ndarray, bn: dict[str, Any] | None = None,
+             vjps: dict[str, Callable] = ORACLE_VJPS) -> list[np.ndarray]:
+    """The gradient of every parameter for the cotangent g of the outputs (backprop's)."""
+    return backprop(tape, g, bn, vjps)[1]
 
 
 def check_target(arch: Architecture, target, out_shape: tuple[int, ...]) -> np.ndarray:
     """Labels (N,) for cross-entropy, floats of the output's shape for mse."""
+    if arch.loss is None:
+        raise ValueError(f"{arch.name} has no loss: it is a body (use forward_tape and backprop)")
     if arch.loss == "cross_entropy":
         return as_labels("labels", target, out_shape[0], arch.classes)
     target = as_float("target", target, len(out_shape))
@@ -361,9 +399,18 @@ def _layer_backward(layer: Layer, h, p, s, g, bn, vjps) -> tuple[np.ndarray, lis
         b = p[1] if layer.bias else None
         dx, dw, db = vjps["conv2d"](h, p[0], b, g, stride=layer.stride, padding=layer.padding)
         return dx, [dw] + ([db] if layer.bias else [])
+    if layer.kind == "conv_transpose":
+        b = p[1] if layer.bias else None
+        dx, dw, db = vjps["conv_transpose2d"](h, p[0], b, g, stride=layer.stride,
+                                              padding=layer.padding)
+        return dx, [dw] + ([db] if layer.bias else [])
+    if layer.kind == "reshape":
+        return g.reshape(h.shape), []
     if layer.kind == "bn":
         dx, dw, db = vjps["batch_norm"](h, p[0], p[1], g, s[0], s[1], training=True, **bn)
         return dx, [dw, db]
+    if layer.kind == "leaky_relu":
+        return vjps["leaky_relu"](h, g, negative_slope=layer.negative_slope)[0], []
     if layer.kind in ACTIVATIONS:
         return vjps[layer.kind](h, g)[0], []
     if layer.kind == "max_pool":

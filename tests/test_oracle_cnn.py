@@ -100,6 +100,58 @@ def test_residual_block_vjp_matches_fd(data, projection):
     assert_vjp_matches_fd(f, primals, tangents, g, [dx, *dparams])
 
 
+def _bodies():
+    """A generator body (dense, reshape, bn, relu, stride-2 conv_transpose, tanh) and a
+    discriminator body (stride-2 conv, leaky ReLU 0.2, flatten, dense): no loss of their own."""
+    L = network.Layer
+    gen = network.Architecture("gen", (3,), (
+        L("dense", 2 * 2 * 2), L("reshape", shape=(2, 2, 2)), L("bn"), L("relu"),
+        L("conv_transpose", 2, 4, 2, 1), L("tanh")), loss=None)
+    disc = network.Architecture("disc", (2, 4, 4), (
+        L("conv", 3, 4, 2, 1), L("leaky_relu", negative_slope=0.2), L("flatten"), L("dense", 1)),
+        loss=None)
+    return gen, disc
+
+
+class _LeakyKinks(_Kinks):
+    def leaky_relu(self, x, negative_slope):
+        assume(np.all(np.abs(x) >= GAP))
+        return network.ORACLE_OPS.leaky_relu(x, negative_slope)
+
+
+@pytest.mark.parametrize("which", [0, 1])
+@given(data=st.data())
+def test_body_backprop_matches_fd(data, which):
+    """backprop's input and parameter gradients of a loss-less body, for a drawn cotangent."""
+    arch = _bodies()[which]
+    params, state = arch.init(data.draw(st.integers(0, 2**32 - 1), label="init"))
+    x = seeded(data, (3, *arch.input_shape), 1.0, "x")
+    ops = _LeakyKinks()
+    ops.conv_transpose2d, ops.tanh = network.ORACLE_OPS.conv_transpose2d, np.tanh
+    network.apply(arch, ops, params, state, x, True, BN)
+    out, _, tape = network.forward_tape(arch, params, state, x, BN)
+    g = seeded(data, out.shape, 1.0, "g")
+    dx, grads = network.backprop(tape, g, BN)
+    assert len(grads) == len(params) and out.shape[1:] == arch.shapes()[2]
+
+    def f(x_, *p):
+        return network.forward(arch, list(p), state, x_, True, BN)[0]
+
+    primals = [x, *params]
+    tangents = [seeded(data, p.shape, 1.0, f"t{j}") / np.sqrt(p.size)
+                for j, p in enumerate(primals)]
+    assert_vjp_matches_fd(f, primals, tangents, g, [dx, *grads])
+
+
+def test_body_has_no_loss():
+    gen, _ = _bodies()
+    params, state = gen.init(0)
+    with pytest.raises(ValueError, match="no loss"):
+        network.loss_and_grads(gen, params, state, np.zeros((2, 3)), np.zeros((2, 2, 4, 4)))
+    with pytest.raises(ValueError, match="changes the number of features"):
+        network.Architecture("bad", (5,), (network.Layer("reshape", shape=(2, 2)),), loss=None)
+
+
 def test_identity_block_needs_matching_channels():
     with pytest.raises(ValueError, match="layers"):
         network.Architecture("bad", (2, 5, 5), (network.Layer("block", 3),))
