@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from backends import compose_lm
+from backends.jax_compiled import COMPILED
 from reference.language_model import CharLM
 
 
@@ -29,9 +30,7 @@ class JaxLanguageModel(compose_lm.LanguageModelBackend):
             zeros = np.zeros(model.state_shape(inputs.shape[1]))
             state = tuple(self.asarray(zeros, self.dtype_of(params[0]))
                           for _ in range(2 if model.cell == "lstm" else 1))
-        from backends.jax_backend import _COMPILED  # at call time: the adapter imports this module
-
-        fn = _COMPILED.get((id(self), "lm_loss_and_grads", model),
+        fn = COMPILED.get((id(self), "lm_loss_and_grads", model),
                            lambda: partial(compose_lm.loss_and_grads, self, model))
         value, grads, new_state = fn(list(params), inputs, targets, tuple(state))
         return value, list(grads), tuple(new_state)

@@ -5,7 +5,7 @@ What users run: flax.linen cells (SimpleCell, LSTMCell, GRUCell) scanned by flax
 directions (its backward RNN runs reverse=True, keep_order=True, each sequence reversed
 within its seq_lengths), seq_lengths for variable lengths; optax.clip_by_global_norm and
 optax.clip. Everything runs under jax.jit, compiled once per configuration and shapes (the
-adapter's compiled-function cache, backends.jax_backend._COMPILED), the VJP as one jitted
+adapters' compiled-function cache, backends.jax_compiled.COMPILED), the VJP as one jitted
 function of the primals and cotangents, as JaxBackend.component_vjp does.
 
 Layout conversion (the oracle's is PyTorch's, backends/recurrent.py): flax keeps one Dense
@@ -35,16 +35,10 @@ import numpy as np
 import optax
 
 from backends.base import Unsupported
+from backends.jax_compiled import COMPILED
 from backends.recurrent import RecurrentBackend, bias_pair, unflatten, weights4
 
 _GATES = {"rnn": "", "lstm": "ifgo", "gru": "rzn"}
-
-
-def _compiled(key: tuple, make: Callable[[], Callable]) -> Callable:
-    """The jitted function of ``key`` from the jax adapter's compiled-function cache
-    (imported here, at call time: the adapter imports this module for its bases)."""
-    from backends.jax_backend import _COMPILED
-    return _COMPILED.get(key, make)
 
 
 def _cell(kind: str, hidden: int, dtype: Any, nonlinearity: str) -> nn.Module:
@@ -185,7 +179,7 @@ class JaxRecurrent(RecurrentBackend):
         key, full_states, full = self._config(kind, x, states, params, bidirectional,
                                               direction_order)
         masked = lengths is not None
-        fn = _compiled((id(self), "sequence", *key, nonlinearity, masked),
+        fn = COMPILED.get((id(self), "sequence", *key, nonlinearity, masked),
                            lambda: _sequence_fn(kind, bidirectional, nonlinearity, masked))
         return fn(x, full_states, full, lengths)
 
@@ -214,7 +208,7 @@ class JaxRecurrent(RecurrentBackend):
                                             for c, o in zip(cots, outs, strict=True)))
             return run
 
-        run = _compiled((id(self), "sequence_vjp", *key, nonlinearity, masked, wanted), make)
+        run = COMPILED.get((id(self), "sequence_vjp", *key, nonlinearity, masked, wanted), make)
         outs, (dx, dstates, dparams) = run(x, full_states, full, lengths,
                                            tuple(cotangents[i] for i in wanted))
         flat = [dx, *(d for d, s in zip(dstates, states, strict=True) if s is not None),
@@ -228,12 +222,12 @@ class JaxRecurrent(RecurrentBackend):
         if eps != "optax":
             raise Unsupported("optax.clip_by_global_norm has no epsilon: g / norm * max_norm "
                               "where norm >= max_norm (eps='optax')")
-        fn = _compiled((id(self), "clip_by_global_norm"), lambda: _clip_norm)
+        fn = COMPILED.get((id(self), "clip_by_global_norm"), lambda: _clip_norm)
         return list(fn(list(grads), max_norm))
 
     def clip_by_value(self, grads, clip_value):
         """optax.clip(clip_value).update, jitted (clip_value traced)."""
-        fn = _compiled((id(self), "clip_by_value"), lambda: _clip_value)
+        fn = COMPILED.get((id(self), "clip_by_value"), lambda: _clip_value)
         return list(fn(list(grads), clip_value))
 
 

@@ -127,17 +127,17 @@ def test_torch_carried_state_is_detached():
 def test_jax_compiles_once_per_model_and_shapes():
     need("jax")
     need("flax")
-    from backends import jax_backend
+    from backends import jax_compiled
     from tests.lm_backends import JaxLM
 
     model = MODELS["gru-1"]
     params, state, inputs, targets, _ = problem(model)
     bk = JaxLM()
     C.call_lm_loss_and_grads(bk, model, params, inputs, targets, None, "float32")
-    before = jax_backend._COMPILES[0]
+    before = jax_compiled.COMPILES[0]
     for s in (None, state):
         C.call_lm_loss_and_grads(bk, model, params, inputs, targets, s, "float32")
-    assert jax_backend._COMPILES[0] == before
+    assert jax_compiled.COMPILES[0] == before
 
 
 @pytest.mark.parametrize("name", MODELS)
