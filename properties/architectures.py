@@ -152,9 +152,9 @@ class KinkProbe:
         self._kink_free(x)
         return network.ORACLE_OPS.relu(x)
 
-    def leaky_relu(self, x):
+    def leaky_relu(self, x, negative_slope: float = 0.01):
         self._kink_free(x)
-        return network.ORACLE_OPS.leaky_relu(x)
+        return network.ORACLE_OPS.leaky_relu(x, negative_slope)
 
     def max_pool2d(self, x, k):
         n, c, h, w = x.shape
@@ -179,6 +179,11 @@ def avoid_kinks(prob: Problem, dtype: str, params=None, state=None, rows=None,
 def _abs_conv2d_vjp(x, w, b, g, **kw):
     return registry.get("conv2d").vjp_fn(np.abs(x), np.abs(w), None if b is None else np.abs(b),
                                          g, **kw)
+
+
+def _abs_conv_transpose2d_vjp(x, w, b, g, **kw):
+    return registry.get("conv_transpose2d").vjp_fn(np.abs(x), np.abs(w),
+                                                   None if b is None else np.abs(b), g, **kw)
 
 
 def _abs_batch_norm_vjp(x, weight, bias, g, running_mean, running_var, **kw):
@@ -206,6 +211,7 @@ def _activation_terms(kind: str):
 #: magnitude of the terms each gradient sums (pooling and flatten route or average
 #: nonnegative values, so their own VJPs already do that).
 MAGNITUDE_VJPS = {**network.ORACLE_VJPS, "conv2d": _abs_conv2d_vjp,
+                  "conv_transpose2d": _abs_conv_transpose2d_vjp,
                   "batch_norm": _abs_batch_norm_vjp, "dense": _abs_dense_vjp,
                   **{kind: _activation_terms(kind) for kind in network.ACTIVATIONS}}
 
