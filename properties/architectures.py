@@ -201,9 +201,9 @@ def _activation_terms(kind: str):
     name, kw = ("gelu", {"approximate": "tanh"}) if kind == "gelu_tanh" else (kind, {})
     _, vjp = network.ACTIVATIONS[kind]
 
-    def terms(x, g):
-        m = specs.vjp_terms(name, (x,), kw, g)
-        return (m[0],) if m is not None else (np.abs(vjp(x, g)[0]),)
+    def terms(x, g, **extra):  # extra: leaky_relu's negative_slope
+        m = specs.vjp_terms(name, (x,), {**kw, **extra}, g)
+        return (m[0],) if m is not None else (np.abs(vjp(x, g, **extra)[0]),)
     return terms
 
 
