@@ -27,6 +27,7 @@ from backends.divergences import load as load_divergences
 from backends.jax_compiled import COMPILED as _COMPILED
 from backends.jax_lm import JaxLanguageModel
 from backends.jax_recurrent import JaxRecurrent
+from backends.jax_vae import JaxDenoiser, JaxVAE
 from backends.xla_guard import CONVOLUTIONS, check_vjp_convolutions, conv
 from reference import optimizers as O
 from reference import registry
@@ -170,7 +171,7 @@ def _jit(*static: str) -> Callable:
     return wrap
 
 
-class JaxBackend(Backend, JaxRecurrent, JaxLanguageModel):
+class JaxBackend(Backend, JaxRecurrent, JaxLanguageModel, JaxVAE, JaxDenoiser):
     """JAX (the CNN components under jax.jit, as flax runs them) with optax optimizers;
     devices 'cpu' and, with a GPU jaxlib, 'cuda'."""
 

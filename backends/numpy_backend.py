@@ -8,13 +8,15 @@ from typing import Any
 import numpy as np
 
 from backends.base import Backend, Unsupported
+from backends.compose_denoiser import ChainedDenoiser
 from backends.compose_lm import ChainedLanguageModel
+from backends.compose_vae import ChainedVAE
 from backends.recurrent import NumpyRecurrent
 from reference import network, registry
 from reference import optimizers as O
 
 
-class NumpyBackend(Backend, NumpyRecurrent, ChainedLanguageModel):
+class NumpyBackend(Backend, NumpyRecurrent, ChainedLanguageModel, ChainedVAE, ChainedDenoiser):
     """reference/ itself. Certifying it checks the suite's plumbing and the invariants."""
 
     name = "numpy"

@@ -17,7 +17,9 @@ import torch
 import torch.nn.functional as F
 
 from backends.base import Backend, KnownDivergence, Unsupported, UnsupportedComponent, as_tuple, conv_padding
+from backends.compose_denoiser import TorchDenoiser
 from backends.compose_lm import LanguageModelBackend
+from backends.compose_vae import VAEBackend
 from backends.divergences import load as load_divergences
 from backends.torch_recurrent import TorchRecurrent
 from reference import optimizers as O
@@ -31,7 +33,7 @@ def _devices() -> tuple[str, ...]:
     return ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
 
 
-class TorchBackend(Backend, TorchRecurrent, LanguageModelBackend):
+class TorchBackend(Backend, TorchRecurrent, LanguageModelBackend, VAEBackend, TorchDenoiser):
     """PyTorch eager with torch.optim (single-tensor path); devices 'cpu' and 'cuda'."""
 
     name = "torch"
