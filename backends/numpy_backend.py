@@ -9,6 +9,7 @@ import numpy as np
 
 from backends.base import Backend, Unsupported
 from backends.compose_denoiser import ChainedDenoiser
+from backends.compose_gan import ChainedGAN
 from backends.compose_lm import ChainedLanguageModel
 from backends.compose_vae import ChainedVAE
 from backends.recurrent import NumpyRecurrent
@@ -16,7 +17,8 @@ from reference import network, registry
 from reference import optimizers as O
 
 
-class NumpyBackend(Backend, NumpyRecurrent, ChainedLanguageModel, ChainedVAE, ChainedDenoiser):
+class NumpyBackend(Backend, NumpyRecurrent, ChainedLanguageModel, ChainedGAN, ChainedVAE,
+                   ChainedDenoiser):
     """reference/ itself. Certifying it checks the suite's plumbing and the invariants."""
 
     name = "numpy"

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from backends.base import Backend, KnownDivergence, Unsupported, UnsupportedComponent, as_tuple, conv_padding
 from backends.compose_denoiser import TorchDenoiser
+from backends.compose_gan import GANBackend
 from backends.compose_lm import LanguageModelBackend
 from backends.compose_vae import VAEBackend
 from backends.divergences import load as load_divergences
@@ -33,7 +34,8 @@ def _devices() -> tuple[str, ...]:
     return ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
 
 
-class TorchBackend(Backend, TorchRecurrent, LanguageModelBackend, VAEBackend, TorchDenoiser):
+class TorchBackend(Backend, TorchRecurrent, LanguageModelBackend, GANBackend, VAEBackend,
+                   TorchDenoiser):
     """PyTorch eager with torch.optim (single-tensor path); devices 'cpu' and 'cuda'."""
 
     name = "torch"
