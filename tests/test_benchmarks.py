@@ -1,4 +1,4 @@
-"""The asv MLP, CNN and recurrent benchmarks run one timed call on every backend (in a
+"""The asv MLP, CNN, recurrent and generative benchmarks run one timed call on every backend (in a
 subprocess, since the benchmark module pins the process to one core and one BLAS thread); the
 recurrent benchmarks' backends start from the same weights (the same first loss and LSTM
 gradients), and their oracle/torch ratio runs."""
@@ -39,6 +39,11 @@ for optimizer in ("sgd", "adam"):
 lstm = LSTMForwardBackward()
 lstm.setup(sys.argv[1], "cpu")
 lstm.time_forward_backward(sys.argv[1], "cpu")
+from benchmarks.bench_generative import DenoiserTrainStep, GANTrainStep, VAETrainStep
+for cls in (GANTrainStep, VAETrainStep, DenoiserTrainStep):
+    g = cls()
+    g.setup(sys.argv[1], "cpu")
+    g.time_step(sys.argv[1], "cpu")
 print("ok")
 """
 
@@ -83,4 +88,18 @@ def test_rnn_benchmarks_share_weights_and_ratio_runs():
         backends.append("jax")
     proc = subprocess.run([sys.executable, "-c", RNN_SCRIPT, *backends], cwd=ROOT,
                           capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
+
+
+def test_generative_ratio_runs():
+    need("torch", reason="torch is not installed (CI installs it and requires it)")
+    script = ("from benchmarks import bench_generative as B\n"
+              "B.ROUNDS, B.PAIRS = 1, 1\n"
+              "for work in B.WORKS:\n"
+              "    r = B.OracleOverTorch()\n"
+              "    r.setup(work)\n"
+              "    assert r.track_ratio(work) > 0\n"
+              "print('ok')\n")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=900)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
