@@ -25,6 +25,7 @@ from backends import compose
 from backends.base import Backend, KnownDivergence, Unsupported, UnsupportedComponent, as_tuple, conv_padding
 from backends.divergences import load as load_divergences
 from backends.jax_compiled import COMPILED as _COMPILED
+from backends.jax_diffusion import JaxDiffusion
 from backends.jax_gan import JaxCompiledGAN
 from backends.jax_lm import JaxLanguageModel
 from backends.jax_recurrent import JaxRecurrent
@@ -172,7 +173,8 @@ def _jit(*static: str) -> Callable:
     return wrap
 
 
-class JaxBackend(Backend, JaxRecurrent, JaxLanguageModel, JaxCompiledGAN, JaxVAE, JaxDenoiser):
+class JaxBackend(Backend, JaxRecurrent, JaxLanguageModel, JaxCompiledGAN, JaxVAE, JaxDenoiser,
+                 JaxDiffusion):
     """JAX (the CNN components under jax.jit, as flax runs them) with optax optimizers;
     devices 'cpu' and, with a GPU jaxlib, 'cuda'."""
 

@@ -12,13 +12,14 @@ from backends.compose_denoiser import ChainedDenoiser
 from backends.compose_gan import ChainedGAN
 from backends.compose_lm import ChainedLanguageModel
 from backends.compose_vae import ChainedVAE
+from backends.diffusion import NumpyDiffusion
 from backends.recurrent import NumpyRecurrent
 from reference import network, registry
 from reference import optimizers as O
 
 
 class NumpyBackend(Backend, NumpyRecurrent, ChainedLanguageModel, ChainedGAN, ChainedVAE,
-                   ChainedDenoiser):
+                   ChainedDenoiser, NumpyDiffusion):
     """reference/ itself. Certifying it checks the suite's plumbing and the invariants."""
 
     name = "numpy"

@@ -22,6 +22,7 @@ from backends.compose_gan import GANBackend
 from backends.compose_lm import LanguageModelBackend
 from backends.compose_vae import VAEBackend
 from backends.divergences import load as load_divergences
+from backends.torch_diffusion import TorchDiffusion
 from backends.torch_recurrent import TorchRecurrent
 from reference import optimizers as O
 from reference.optimizers import Optimizer
@@ -35,7 +36,7 @@ def _devices() -> tuple[str, ...]:
 
 
 class TorchBackend(Backend, TorchRecurrent, LanguageModelBackend, GANBackend, VAEBackend,
-                   TorchDenoiser):
+                   TorchDenoiser, TorchDiffusion):
     """PyTorch eager with torch.optim (single-tensor path); devices 'cpu' and 'cuda'."""
 
     name = "torch"

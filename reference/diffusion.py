@@ -312,6 +312,27 @@ def timesteps(num_train_timesteps: int, num_inference_steps: int, spacing: str =
     return np.round(np.linspace(0, t_count - 1, n))[::-1].astype(np.int64)
 
 
+EXTRA_STEPS = ("drop", "keep")
+"""What a 'trailing' spacing does with the extra entry, -1, that diffusers' float np.arange
+sometimes yields: 'drop' it (``timesteps``) or 'keep' it (diffusers' set_timesteps)."""
+
+
+def scheduler_timesteps(num_train_timesteps: int, num_inference_steps: int,
+                        spacing: str = "leading", steps_offset: int = 0,
+                        extra_step: str = "drop") -> np.ndarray:
+    """``timesteps``, with 'trailing' spacing's extra -1 appended under ``extra_step='keep'``
+    where np.arange(T, 0, -T / n) has n + 1 entries (T = 17, n = 7: [16, 14, 11, 9, 6, 4, 1,
+    -1]), as diffusers' set_timesteps returns it (scheduling_ddpm.py 339, scheduling_ddim.py
+    375); n or n + 1 int64 entries, descending."""
+    _one_of("extra_step", extra_step, EXTRA_STEPS)
+    out = timesteps(num_train_timesteps, num_inference_steps, spacing, steps_offset)
+    t_count, n = int(num_train_timesteps), int(num_inference_steps)
+    if extra_step == "keep" and spacing == "trailing" \
+            and np.arange(t_count, 0, -t_count / n).size > n:
+        return np.append(out, np.int64(-1))
+    return out
+
+
 def previous_timestep(t: int, num_train_timesteps: int, num_inference_steps: int) -> int:
     """DDIM's prev_t = t - T // num_inference_steps, or -1 where that is negative (every
     negative prev_t means 'before the first step'). DDPM's is ddpm_previous_timestep."""

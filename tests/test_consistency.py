@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from backends.base import Backend, KnownDivergence
+from backends.diffusion import COMPONENTS as DIFFUSION_COMPONENTS
 from backends.numpy_backend import NumpyBackend
 from backends.recurrent import COMPONENTS as SEQUENCE_COMPONENTS
 from properties import consistency as K
@@ -26,6 +27,10 @@ from tests.planted_cnn import CNN_PLANTED
 from tests.planted_rnn import RNN_PLANTED
 
 ARCHITECTURES = set(CASES)
+#: the whole models' properties, by the component their test module files them under
+MODELS = {m.args[0] for mod in ("test_language_model", "test_gan", "test_vae", "test_denoiser")
+          for m in importlib.import_module(f"properties.{mod}").pytestmark
+          if m.name == "component"}
 ALL_PLANTED = PLANTED + CNN_PLANTED + RNN_PLANTED
 
 
@@ -82,7 +87,8 @@ def test_adapters_implement_or_decline_every_component(cls):
     assert K.default_mismatches(adapter, registry.RECORDS) == []
     assert K.convention_mismatches(adapter, registry.RECORDS) == []
     assert K.lacked_mismatches(adapter, registry.RECORDS) == []
-    components = set(registry.RECORDS) | set(OPTIMIZERS) | ARCHITECTURES | set(SEQUENCE_COMPONENTS)
+    components = (set(registry.RECORDS) | set(OPTIMIZERS) | ARCHITECTURES
+                  | set(SEQUENCE_COMPONENTS) | set(DIFFUSION_COMPONENTS) | MODELS)
     assert K.unknown_divergences(adapter, K.property_tests(), components) == []
 
 

@@ -34,7 +34,13 @@ EXPECTED = {
               ("test_network_forward", "mlp", None, "pytorch#187806"),
               ("test_network_gradients", "mlp", None, "pytorch#187806"),
               ("test_network_training", "mlp", None, "pytorch#187806"),
-              ("test_forward", "cross_entropy", ("float16",), None)],
+              ("test_forward", "cross_entropy", ("float16",), None),
+              ("test_diffusion_schedule", "diffusion_schedule", ("float64",), "diffusers#3056"),
+              ("test_denoiser_loss_and_grads", "denoiser", ("float64",),
+               "diffusers 0.42.1 src/diffusers/models/embeddings.py lines 58-63"),
+              ("test_denoiser_training", "denoiser", ("float64",),
+               "diffusers 0.42.1 src/diffusers/models/embeddings.py lines 58-63"),
+              ("test_ddim_step", "ddim_step", ("float32",), None)],
     "jax": [("test_forward", "gelu", F64_F32_BF16, None),
             ("test_vjp", "gelu", None, None),
             ("test_forward_tail", "gelu", F64_F32_BF16, None),
@@ -42,7 +48,8 @@ EXPECTED = {
             ("test_batch_norm_large_mean_keeps_unit_std", "batch_norm", ("float32", "float64"),
              "flax#1491"),
             ("test_vjp", "conv1d", ("float32", "float16", "bfloat16"), None),
-            ("test_clip_by_global_norm_zero_cases", "clip_by_global_norm", None, "optax#1752")],
+            ("test_clip_by_global_norm_zero_cases", "clip_by_global_norm", None, "optax#1752"),
+            ("test_ddim_step", "ddim_step", ("float32",), None)],
 }
 
 
@@ -55,9 +62,10 @@ def test_entries_load_as_before(adapter):
         # the scoped entries (added as data): torch's bfloat16 conv1d and conv2d weight
         # gradients and conv_transpose2d gradients, gelu inside an MLP, float16 cross-entropy
         # with label smoothing; jax's conv1d input gradient and optax's clipping of a zero
-        # gradient with max_norm = 0
+        # gradient with max_norm = 0; diffusers' DDIM step at eta = 1 in float32
         assert k.scoped == (k.component in ("conv1d", "conv2d", "conv_transpose2d", "mlp",
-                                            "cross_entropy", "clip_by_global_norm")), k
+                                            "cross_entropy", "clip_by_global_norm",
+                                            "ddim_step")), k
 
 
 def test_shared_texts_are_expanded():
