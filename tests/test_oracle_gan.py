@@ -18,7 +18,7 @@ from reference import batchnorm as B
 from reference import conv as C
 from reference import gan, network
 from reference.optimizers import Optimizer, make_optimizer
-from tests.fd import GAP, arrays, assert_vjp_matches_fd, raises_for, seeded
+from tests.fd import GAP, U, arrays, assert_vjp_matches_fd, raises_for, seeded
 
 BN = {"momentum": 0.1, "eps": 1e-5, "momentum_convention": "torch", "unbiased_running_var": True}
 SMALL = gan.DCGAN(latent=3, channels=2, size=8, gen_features=2, disc_features=2, stages=2)
@@ -113,8 +113,8 @@ def test_non_saturating_gradient_survives_where_minimax_vanishes():
     fake = np.full((4, 1), -30.0)
     (ns,) = gan.generator_loss_vjp(fake, 1.0, "non_saturating")
     (mm,) = gan.generator_loss_vjp(fake, 1.0, "minimax")
-    np.testing.assert_allclose(ns, -(1 - 1 / (1 + math.exp(30))) / 4, rtol=1e-14)
-    np.testing.assert_allclose(mm, -1 / (1 + math.exp(30)) / 4, rtol=1e-12)
+    np.testing.assert_allclose(ns, -(1 - 1 / (1 + math.exp(30))) / 4, rtol=U)
+    np.testing.assert_allclose(mm, -1 / (1 + math.exp(30)) / 4, rtol=U)
     assert np.all(np.abs(mm) < 1e-13) and np.all(np.abs(ns) > 0.24)
     assert np.isfinite(gan.generator_loss(np.full((2, 1), -800.0)))
     assert np.all(np.isfinite(gan.generator_loss_vjp(np.full((2, 1), -800.0), 1.0)[0]))
@@ -259,8 +259,8 @@ def test_running_statistics_order():
     f, b = 2 * SMALL.gen_features, SMALL.base
     h = (z @ gp[0] + gp[1]).reshape(len(z), f, b, b)
     _, rm, rv = B.batch_norm(h, gp[2], gp[3], gs[0], gs[1], True, **BN)
-    np.testing.assert_allclose(step.gstate[0], rm, rtol=1e-13)
-    np.testing.assert_allclose(step.gstate[1], rv, rtol=1e-13)
+    np.testing.assert_allclose(step.gstate[0], rm, rtol=U)
+    np.testing.assert_allclose(step.gstate[1], rv, rtol=U)
 
     def bn_input(p, x):  # conv(bias) -> leaky_relu(0.2) -> conv (no bias)
         a = C.conv2d(x, p[0], p[1], stride=2, padding=1)
@@ -272,8 +272,8 @@ def test_running_statistics_order():
         _, *stats = B.batch_norm(bn_input(p, x), p[3], p[4], *stats, True, **BN)
         if x is real:
             after_real = stats
-    np.testing.assert_allclose(step.dstate[0], stats[0], rtol=1e-13)
-    np.testing.assert_allclose(step.dstate[1], stats[1], rtol=1e-13)
+    np.testing.assert_allclose(step.dstate[0], stats[0], rtol=U)
+    np.testing.assert_allclose(step.dstate[1], stats[1], rtol=U)
     _, *fake_first = B.batch_norm(bn_input(dp, fake), dp[3], dp[4], ds[0], ds[1], True, **BN)
     _, *other_order = B.batch_norm(bn_input(dp, real), dp[3], dp[4], *fake_first, True, **BN)
     assert not np.allclose(other_order[0], after_real[0])  # the order is observable
@@ -312,12 +312,12 @@ def test_dense_ends_are_the_examples_4x4_convolutions():
     first_map = tape[2][1]  # the input of the batch norm after the reshape
     want = C.conv_transpose2d(z[:, :, None, None], gp[0].reshape(3, f, b, b), None, stride=1,
                               padding=0)
-    np.testing.assert_allclose(first_map, want, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(first_map, want, rtol=U, atol=U)
     x, _ = network.forward(model.generator(), gp, gs, z, True, BN)
     logits, _, tape = network.forward_tape(model.discriminator(), dp, ds, x, BN)
     last_map = tape[-2][1]  # the input of the flatten
     want = C.conv2d(last_map, dp[-2][:, 0].reshape(1, f, b, b), None, stride=1, padding=0)
-    np.testing.assert_allclose(logits, want.reshape(-1, 1), rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(logits, want.reshape(-1, 1), rtol=U, atol=U)
 
 
 def test_init_params():
