@@ -26,3 +26,17 @@ def need(module: str, reason: str | None = None) -> ModuleType:
     except ImportError as exc:
         pytest.fail(f"{module} is required (TOUCHSTONE_REQUIRE_BACKENDS) but cannot be "
                     f"imported: {exc}" + (f" ({reason})" if reason else ""))
+
+
+def need_torchvision() -> ModuleType:
+    """torchvision imported by backends.torch_vision (which works around a CUDA torchvision
+    over a CPU torch); skipped or failed as ``need``."""
+    need("torch", reason="torchvision needs torch")
+    try:
+        from backends.torch_vision import import_torchvision
+        return import_torchvision()
+    except ImportError as exc:
+        if required():
+            pytest.fail(f"torchvision is required (TOUCHSTONE_REQUIRE_BACKENDS) but cannot be "
+                        f"imported: {exc}")
+        pytest.skip(f"torchvision is not installed: {exc}")
