@@ -8,7 +8,9 @@ oracle's hyperparameter names (b1, b2, ...) are mapped to torch.optim's (betas, 
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import importlib.metadata
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -88,8 +90,11 @@ class TorchBackend(Backend, TorchRecurrent, LanguageModelBackend, GANBackend, VA
         self._device = torch.device(self.device)
 
     def versions(self) -> dict[str, str]:
-        """Versions of numpy and torch, and of CUDA and cuDNN when torch was built with them."""
+        """Versions of numpy, torch and diffusers (the schedulers), and of CUDA and cuDNN when
+        torch was built with them."""
         out = {"numpy": np.__version__, "torch": torch.__version__}
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            out["diffusers"] = importlib.metadata.version("diffusers")
         if torch.version.cuda:
             out["cuda"] = torch.version.cuda
             cudnn = torch.backends.cudnn.version()

@@ -15,17 +15,34 @@ T // n > t where prev_t < 0), and a prev_t no n reaches is Unsupported.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
+from types import ModuleType
 from typing import Any
 
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler
-from diffusers.schedulers import scheduling_ddpm
 
 from backends.base import Unsupported
 from backends.diffusion import DiffusionBackend
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@functools.cache
+def _ddpm_module() -> ModuleType:
+    """diffusers' scheduling_ddpm, imported at first use: importing diffusers takes seconds
+    (half of the torch adapter's import), and only the scheduler properties need it."""
+    from diffusers.schedulers import scheduling_ddpm
+    return scheduling_ddpm
+
+
+def _ddpm() -> type:
+    return _ddpm_module().DDPMScheduler
+
+
+def _ddim() -> type:
+    from diffusers.schedulers.scheduling_ddim import DDIMScheduler
+    return DDIMScheduler
 
 
 @contextlib.contextmanager
@@ -42,12 +59,13 @@ def _given_noise(noise: torch.Tensor | None) -> Iterator[None]:
                              f"given noise is {tuple(noise.shape)} {noise.dtype}")
         return noise
 
-    original = scheduling_ddpm.randn_tensor
-    scheduling_ddpm.randn_tensor = given
+    module = _ddpm_module()
+    original = module.randn_tensor
+    module.randn_tensor = given
     try:
         yield
     finally:
-        scheduling_ddpm.randn_tensor = original
+        module.randn_tensor = original
 
 
 def _ddim_steps(t: int, prev_t: int, num_train_timesteps: int) -> int:
@@ -77,7 +95,7 @@ class TorchDiffusion(DiffusionBackend):
         set: another max_beta is Unsupported."""
         if schedule == "squaredcos_cap_v2" and max_beta != 0.999:
             raise Unsupported(f"DDPMScheduler clips the cosine schedule at 0.999, not {max_beta}")
-        s = DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_start=beta_start,
+        s = _ddpm()(num_train_timesteps=num_train_timesteps, beta_start=beta_start,
                           beta_end=beta_end, beta_schedule=schedule)
         return s.alphas_cumprod.to(device=self._device, dtype=_DTYPES[dtype])
 
@@ -91,11 +109,11 @@ class TorchDiffusion(DiffusionBackend):
 
     def add_noise(self, x0, noise, timesteps, alphas_cumprod):
         """DDPMScheduler.add_noise."""
-        return self._scheduler(DDPMScheduler, alphas_cumprod).add_noise(x0, noise, timesteps)
+        return self._scheduler(_ddpm(), alphas_cumprod).add_noise(x0, noise, timesteps)
 
     def velocity(self, x0, noise, timesteps, alphas_cumprod):
         """DDPMScheduler.get_velocity."""
-        return self._scheduler(DDPMScheduler, alphas_cumprod).get_velocity(x0, noise, timesteps)
+        return self._scheduler(_ddpm(), alphas_cumprod).get_velocity(x0, noise, timesteps)
 
     def ddpm_step(self, model_output, t, sample, noise, alphas_cumprod, *, prev_t,
                   prediction_type="epsilon", variance_type="fixed_small", clip_sample=True,
@@ -103,7 +121,7 @@ class TorchDiffusion(DiffusionBackend):
         """DDPMScheduler.step with the given noise (_given_noise)."""
         if min_variance != 1e-20:
             raise Unsupported(f"DDPMScheduler clamps the variance at 1e-20, not {min_variance}")
-        s = self._scheduler(DDPMScheduler, alphas_cumprod, prediction_type=prediction_type,
+        s = self._scheduler(_ddpm(), alphas_cumprod, prediction_type=prediction_type,
                             variance_type=variance_type, clip_sample=clip_sample,
                             clip_sample_range=clip_sample_range)
         s.set_timesteps(timesteps=[t, prev_t] if prev_t >= 0 else [t])
@@ -115,7 +133,7 @@ class TorchDiffusion(DiffusionBackend):
                   prediction_type="epsilon", clip_sample=True, clip_sample_range=1.0,
                   set_alpha_to_one=True, use_clipped_model_output=False):
         """DDIMScheduler.step(eta=, use_clipped_model_output=, variance_noise=noise)."""
-        s = self._scheduler(DDIMScheduler, alphas_cumprod, prediction_type=prediction_type,
+        s = self._scheduler(_ddim(), alphas_cumprod, prediction_type=prediction_type,
                             clip_sample=clip_sample, clip_sample_range=clip_sample_range,
                             set_alpha_to_one=set_alpha_to_one)
         s.final_alpha_cumprod = s.one if set_alpha_to_one else alphas_cumprod[0]
@@ -132,7 +150,7 @@ class TorchDiffusion(DiffusionBackend):
         """DDPMScheduler(timestep_spacing=, steps_offset=).set_timesteps(n).timesteps."""
         if extra_step != "keep":
             raise Unsupported("DDPMScheduler.set_timesteps keeps trailing spacing's extra -1")
-        s = DDPMScheduler(num_train_timesteps=num_train_timesteps, timestep_spacing=spacing,
+        s = _ddpm()(num_train_timesteps=num_train_timesteps, timestep_spacing=spacing,
                           steps_offset=steps_offset)
         s.set_timesteps(num_inference_steps)
         return s.timesteps
