@@ -14,6 +14,12 @@ batches, sampling runs and the steps drawn from them, valid by construction.
   among the likely ones) and prev_t by the scheduler's rule: DDPM's next entry
   (ddpm_previous_timestep; without inference steps, t - 1 over every training step), DDIM's
   t - T // n (previous_timestep).
+
+Configuration classes (properties/coverage.py), each drawn first: the ``schedule``; the
+``chain`` (DDPM's training-time chain over every step, or a sampling run); the ``spacing``;
+the ``step``'s position in its run (the first, an inner one, or the last, where prev_t may
+be -1); the ``prediction_type``; ``clip_sample`` on or off; and each scheduler's own (STEP
+and DDIM's). A test declares the dimensions it draws (``classes``).
 """
 
 from __future__ import annotations
@@ -25,12 +31,25 @@ import numpy as np
 from hypothesis import assume
 from hypothesis import strategies as st
 
+from properties.coverage import stratum
 from properties.strategies import seeded_array
 from reference import diffusion as Df
 
 T_MENU = (10, 17, 100, 1000)
 SHAPES = ((2, 1, 4, 4), (3, 2, 8, 8))
 MAX_STEPS = 50
+#: every dimension a case of this module can draw, and its classes
+CLASSES: dict[str, tuple[str, ...]] = {
+    "schedule": Df.SCHEDULES, "chain": ("training", "sampling"), "spacing": Df.SPACINGS,
+    "step": ("first", "inner", "last"), "prediction_type": Df.PREDICTION_TYPES,
+    "clip_sample": ("clipped", "unclipped"), "variance_type": Df.VARIANCE_TYPES,
+    "eta": ("zero", "between", "one"), "final_alpha": ("one", "first_alpha"),
+    "model_output": ("given", "clipped")}
+
+
+def classes(*dimensions: str) -> dict[str, tuple[str, ...]]:
+    """The declared classes of a test that draws these dimensions."""
+    return {d: CLASSES[d] for d in dimensions}
 
 
 @dataclass(frozen=True)
@@ -55,7 +74,7 @@ class Schedule:
 
 
 def draw_schedule(data: st.DataObject) -> Schedule:
-    schedule = data.draw(st.sampled_from(Df.SCHEDULES), label="schedule")
+    schedule = stratum(data, "schedule", Df.SCHEDULES)
     t_count = data.draw(st.sampled_from(T_MENU), label="num_train_timesteps")
     start = 10 ** data.draw(st.floats(-4, -3), label="log10 beta_start")
     end = data.draw(st.floats(5e-3, 0.03), label="beta_end")
@@ -101,10 +120,10 @@ class Sampling:
 
 
 def draw_sampling(data: st.DataObject, t_count: int, allow_training: bool) -> Sampling:
-    if allow_training and data.draw(st.integers(0, 3), label="training chain") == 0:
+    if allow_training and stratum(data, "chain", CLASSES["chain"]) == "training":
         return Sampling(t_count, None)
     n = data.draw(st.integers(1, min(t_count, MAX_STEPS)), label="num_inference_steps")
-    spacing = data.draw(st.sampled_from(Df.SPACINGS), label="spacing")
+    spacing = stratum(data, "spacing", Df.SPACINGS)
     offset = data.draw(st.integers(0, 1), label="steps_offset") if spacing == "leading" else 0
     assume((n - 1) * (t_count // n) + offset < t_count)
     return Sampling(t_count, n, spacing, offset)
@@ -129,17 +148,21 @@ class StepCase:
 
 
 def draw_step(data: st.DataObject, dtype: str, scheduler: str, min_t: int = 0,
-              shape=None) -> StepCase:
+              shape=None, model: bool = True) -> StepCase:
     """A step of ``scheduler`` ('ddpm' or 'ddim') with t >= min_t, its prev_t by the
-    scheduler's rule, the arrays and the common keyword arguments (prediction type,
-    clipping); the caller adds the scheduler's own."""
+    scheduler's rule, the arrays and the common keyword arguments (prediction type and
+    clipping, drawn where ``model``, else 'epsilon' unclipped); the caller adds the
+    scheduler's own."""
     sch = draw_schedule(data)
     sampling = draw_sampling(data, sch.num_train_timesteps, scheduler == "ddpm")
     ts = sampling.timesteps()
     ts = ts[ts >= min_t]
     assume(ts.size > 0)
-    i = data.draw(st.sampled_from((0, ts.size - 1)) | st.integers(0, ts.size - 1),
-                  label="step index")
+    position = stratum(data, "step", CLASSES["step"])
+    assume(position != "inner" or ts.size > 2)
+    i = {"first": 0, "last": ts.size - 1}.get(position)
+    if i is None:
+        i = data.draw(st.integers(1, ts.size - 2), label="step index")
     t = int(ts[i])
     if scheduler == "ddpm":
         prev_t = (t - 1 if sampling.num_inference_steps is None
@@ -147,13 +170,14 @@ def draw_step(data: st.DataObject, dtype: str, scheduler: str, min_t: int = 0,
     else:
         prev_t = Df.previous_timestep(t, sch.num_train_timesteps, sampling.num_inference_steps)
     m, x, noise = draw_samples(data, dtype, 3, shape)
-    clip = data.draw(st.booleans(), label="clip_sample")
-    kwargs = {"prev_t": prev_t,
-              "prediction_type": data.draw(st.sampled_from(Df.PREDICTION_TYPES),
-                                           label="prediction_type"),
-              "clip_sample": clip,
-              "clip_sample_range": data.draw(st.sampled_from((1.0,)) | st.floats(0.5, 3.0),
-                                             label="clip_sample_range")}
+    kwargs: dict[str, Any] = {"prev_t": prev_t, "prediction_type": "epsilon",
+                              "clip_sample": False, "clip_sample_range": 1.0}
+    if model:
+        kwargs.update(
+            prediction_type=stratum(data, "prediction_type", Df.PREDICTION_TYPES),
+            clip_sample=stratum(data, "clip_sample", CLASSES["clip_sample"]) == "clipped",
+            clip_sample_range=data.draw(st.sampled_from((1.0,)) | st.floats(0.5, 3.0),
+                                        label="clip_sample_range"))
     return StepCase(sch, sampling, t, m, x, noise, kwargs)
 
 

@@ -27,7 +27,9 @@ from backends.diffusion import call_forward_process, call_schedule, call_step, c
 from properties import diffusion_cases as DC
 from properties import tolerance as Tol
 from properties.checks import unsupported_example
+from properties.coverage import stratum
 from properties.lm_terms import spread
+from properties.record import current_record
 from properties.scoped import note_arguments
 from properties.strategies import conventions
 from properties.tolerance import DELTA, assert_close, assert_within, round_to, sensitivity
@@ -58,6 +60,7 @@ def schedule_spread(sch: DC.Schedule) -> np.ndarray:
 @given(data=st.data())
 def test_diffusion_schedule(backend, dtype, data):
     """The cumulative alphas of a drawn schedule equal the oracle's."""
+    current_record().declared = DC.classes("schedule")
     sch = DC.draw_schedule(data)
     with unsupported_example():
         got = call_schedule(backend, *sch.arguments().values(), dtype)
@@ -77,6 +80,7 @@ def test_diffusion_schedule(backend, dtype, data):
 @given(data=st.data())
 def test_diffusion_schedule_decreases(backend, dtype, data):
     """The backend's cumulative alphas lie in (0, 1] and decrease strictly."""
+    current_record().declared = DC.classes("schedule")
     sch = DC.draw_schedule(data)
     with unsupported_example():
         got = call_schedule(backend, *sch.arguments().values(), dtype)
@@ -87,6 +91,7 @@ def test_diffusion_schedule_decreases(backend, dtype, data):
 
 
 def _forward_case(data, dtype, at_zero=False):
+    current_record().declared = DC.classes("schedule")
     sch = DC.draw_schedule(data)
     x0, noise = DC.draw_samples(data, dtype, 2)
     ts = DC.draw_timesteps(data, x0.shape[0], sch.num_train_timesteps, at_zero)
@@ -131,7 +136,8 @@ def test_training_target(backend, dtype, data):
     """The velocity sqrt(abar_t) noise - sqrt(1 - abar_t) x0 and the training target of a
     drawn prediction type (noise, x0 or the velocity) equal the oracle's."""
     ac, x0, noise, ts = _forward_case(data, dtype)
-    kind = data.draw(st.sampled_from(Df.PREDICTION_TYPES), label="prediction_type")
+    current_record().declared = DC.classes("schedule", "prediction_type")
+    kind = stratum(data, "prediction_type", Df.PREDICTION_TYPES)
     with unsupported_example():
         v = call_forward_process(backend, "velocity", x0, noise, ts, ac, dtype)
         target = call_forward_process(backend, "training_target", x0, noise, ts, ac, dtype,
@@ -149,23 +155,36 @@ def test_training_target(backend, dtype, data):
                  sensitivity(ft, arrays)[0], 2)
 
 
+#: the classes of a step's case (diffusion_cases.CLASSES): DDPM's and DDIM's
+DDPM_CLASSES = DC.classes("schedule", "chain", "spacing", "step", "prediction_type",
+                          "clip_sample", "variance_type")
+DDIM_CLASSES = DC.classes("schedule", "spacing", "step", "prediction_type", "clip_sample",
+                          "eta", "final_alpha", "model_output")
+
+
 def _ddpm_case(data, backend, dtype, min_t=0):
+    current_record().declared = DDPM_CLASSES
     case = DC.draw_step(data, dtype, "ddpm", min_t)
-    case.kwargs["variance_type"] = data.draw(st.sampled_from(Df.VARIANCE_TYPES),
-                                             label="variance_type")
+    case.kwargs["variance_type"] = stratum(data, "variance_type", Df.VARIANCE_TYPES)
     case.kwargs["min_variance"] = data.draw(st.sampled_from((1e-20, 0.0)), label="min_variance")
     case.kwargs = conventions(data, backend, "ddpm_step", case.kwargs)
     return case
 
 
-def _ddim_case(data, backend, dtype, eta=None):
-    case = DC.draw_step(data, dtype, "ddim")
-    if eta is None:
-        eta = data.draw(st.sampled_from((0.0, 1.0)) | st.floats(0.05, 1.0), label="eta")
-    case.kwargs.update(eta=eta,
-                       set_alpha_to_one=data.draw(st.booleans(), label="set_alpha_to_one"),
-                       use_clipped_model_output=data.draw(st.booleans(),
-                                                          label="use_clipped_model_output"))
+def _ddim_case(data, backend, dtype, deterministic=False):
+    """A DDIM step; ``deterministic``: eta = 0 and an 'epsilon' model without clipping."""
+    current_record().declared = (DC.classes("schedule", "spacing", "step", "final_alpha")
+                                 if deterministic else DDIM_CLASSES)
+    case = DC.draw_step(data, dtype, "ddim", model=not deterministic)
+    eta, case.kwargs["use_clipped_model_output"] = 0.0, False
+    if not deterministic:
+        eta = {"zero": 0.0, "one": 1.0}.get(stratum(data, "eta", DC.CLASSES["eta"]))
+        if eta is None:
+            eta = data.draw(st.floats(0.05, 0.99), label="eta")
+        case.kwargs["use_clipped_model_output"] = \
+            stratum(data, "model_output", DC.CLASSES["model_output"]) == "clipped"
+    case.kwargs.update(eta=eta, set_alpha_to_one=stratum(data, "final_alpha",
+                                                         DC.CLASSES["final_alpha"]) == "one")
     case.kwargs = conventions(data, backend, "ddim_step", case.kwargs)
     return case
 
@@ -253,8 +272,7 @@ def test_ddim_step_deterministic(backend, dtype, data):
     and for an 'epsilon' model without clipping the oracle's ddim_inverse_step of the
     backend's prev_sample recovers x_t, within the backend's tolerance carried back by the
     inversion's factor sqrt(abar_t / abar_prev)."""
-    case = _ddim_case(data, backend, dtype, eta=0.0)
-    case.kwargs.update(prediction_type="epsilon", clip_sample=False)
+    case = _ddim_case(data, backend, dtype, deterministic=True)
     other = DC.draw_samples(data, dtype, 1, case.sample.shape)[0]
     ac = case.schedule.alphas_cumprod()
     with unsupported_example():
@@ -288,6 +306,7 @@ def test_diffusion_timesteps(backend, dtype, data):
     """The inference timesteps of a drawn spacing equal the oracle's, entry for entry
     (diffusers' float64 rounding, half to even; 'trailing''s extra -1 kept or dropped as
     the backend declares)."""
+    current_record().declared = DC.classes("spacing")
     t_count = data.draw(st.sampled_from(DC.T_MENU) | st.integers(1, 1000),
                         label="num_train_timesteps")
     s = DC.draw_sampling(data, t_count, allow_training=False)
