@@ -40,3 +40,14 @@ def need_torchvision() -> ModuleType:
             pytest.fail(f"torchvision is required (TOUCHSTONE_REQUIRE_BACKENDS) but cannot be "
                         f"imported: {exc}")
         pytest.skip(f"torchvision is not installed: {exc}")
+
+
+def need_keras() -> ModuleType:
+    """Keras 3 on its torch backend (``KERAS_BACKEND`` is read when keras is first imported;
+    one already imported keeps its backend), skipped or failed as ``need``."""
+    need("torch", reason="Keras runs on its torch backend here")
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = need("keras", reason="the Keras comparison needs keras")
+    if keras.config.backend() != "torch":
+        pytest.skip(f"keras was imported on its {keras.config.backend()} backend, not torch")
+    return keras

@@ -12,7 +12,6 @@ so ties are ties in both (a test shows the float32 difference on purpose).
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 import pytest
@@ -21,7 +20,7 @@ from hypothesis import strategies as st
 
 from reference import early_stopping as E
 from tests.fd import raises_for
-from tests.optional import need
+from tests.optional import need, need_keras
 
 GRID = 16.0
 """History values, deltas and baselines are k / GRID: exact in float32 and float64."""
@@ -50,12 +49,6 @@ baselines = st.one_of(st.none(), st.integers(-24, 24).map(lambda k: k / GRID))
 
 # --------------------------------------------------------------------------- keras
 
-def _keras():
-    need("torch", reason="Keras runs on its torch backend here")
-    os.environ["KERAS_BACKEND"] = "torch"  # read when keras is first imported
-    return need("keras", reason="the Keras comparison needs keras")
-
-
 class _Model:
     """What EarlyStopping uses of a model: stop_training, and weights that name their epoch."""
 
@@ -73,7 +66,7 @@ class _Model:
 
 def _run_keras(history, mode, min_delta, patience, baseline, start_from_epoch):
     """(stopped_epoch or None, restored epoch or None, wait trace, cb.best_epoch)."""
-    keras = _keras()
+    keras = need_keras()
     cb = keras.callbacks.EarlyStopping(monitor="val_loss", mode=mode, min_delta=min_delta,
                                        patience=patience, baseline=baseline,
                                        restore_best_weights=True, start_from_epoch=start_from_epoch)

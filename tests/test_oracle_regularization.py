@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import warnings
 
 import numpy as np
@@ -26,7 +25,7 @@ from hypothesis import strategies as st
 from reference import regularization as R
 from reference.optimizers import adam, adamw, sgd
 from tests.fd import EPS, assert_vjp_matches_fd, raises_for, seeded, small_shapes
-from tests.optional import need
+from tests.optional import need, need_keras
 
 PS = [0.0, 0.1, 0.25, 1 / 3, 0.5, 0.7, 0.9, 1.0]
 
@@ -237,12 +236,6 @@ def test_mask_from_output_recovers_the_mask(data):
 
 # --------------------------------------------------------------------------- penalties
 
-def _keras():
-    _torch()
-    os.environ["KERAS_BACKEND"] = "torch"  # read when keras is first imported
-    return need("keras", reason="the Keras comparison needs keras")
-
-
 LAMS = [0.0, 0.25, 0.01, 1e-4, 3.0]
 
 
@@ -254,7 +247,7 @@ def _penalty_tol(w) -> float:
 
 @given(data=st.data())
 def test_penalties_match_keras_regularizers(data):
-    keras = _keras()
+    keras = need_keras()
     torch = _torch()
     w = seeded(data, data.draw(small_shapes, label="shape"), 2.0, "w")
     l1, l2 = data.draw(st.sampled_from(LAMS), label="l1"), data.draw(st.sampled_from(LAMS), label="l2")
@@ -271,7 +264,7 @@ def test_penalties_match_keras_regularizers(data):
 
 
 def test_keras_l1_rounds_its_factor_to_float32():
-    keras = _keras()
+    keras = need_keras()
     torch = _torch()
     w = torch.tensor([0.5, -1.5, 2.0], dtype=torch.float64)  # sum |w| = 4 exactly
     assert float(keras.regularizers.L1L2(l1=0.01)(w)) == R.l1_penalty(w.numpy(), 0.01) == 0.01 * 4.0
