@@ -434,6 +434,9 @@ def pytest_runtest_call(item: pytest.Item):
                                          [[*key, n] for key, n in record.lacked.items()]))
         if record.classes:  # [dimension, class, examples]
             item.user_properties.append(("classes", [[*k, n] for k, n in record.classes.items()]))
+        if record.statistical_checks:
+            item.user_properties.append(("statistical_checks", record.statistical_checks))
+            item.user_properties.append(("min_pvalue", record.min_pvalue))
         if record.class_gaps:
             item.user_properties.append(("class_gaps", [[*k, why] for k, why in
                                                         record.class_gaps.items()]))

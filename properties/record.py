@@ -63,6 +63,9 @@ class Record:
     declared: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: (dimension, class) -> why a declared class was not exercised
     class_gaps: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: statistical checks made (properties/stats.py) and the smallest p-value among them
+    statistical_checks: int = 0
+    min_pvalue: float | None = None
     #: the current example's classes, counted when it ends
     _pending: dict[str, str] = field(default_factory=dict, repr=False)
     #: the exceptions of ``first_failure`` and ``failure`` (which failure Hypothesis names)
@@ -120,6 +123,11 @@ class Record:
         """The current example's class of ``dimension``, counted if the example reaches its
         end (properties/coverage.py)."""
         self._pending[dimension] = cls
+
+    def note_pvalue(self, pvalue: float) -> None:
+        """One statistical check made, with its p-value (properties/stats.py)."""
+        self.statistical_checks += 1
+        self.min_pvalue = pvalue if self.min_pvalue is None else min(self.min_pvalue, pvalue)
 
     def note_lacked(self, component: str, argument: str, drawn: Any, fixed: Any) -> None:
         """An example drew ``drawn`` for an argument the backend lacks and got ``fixed``."""

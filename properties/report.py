@@ -22,6 +22,8 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
+from properties.stats import ALPHA, CHECKS_PER_RUN, FAMILY_RATE
+
 OUTCOMES = ("passed", "failed", "flaky", "timed out", "crashed", "known divergence",
             "known divergence now passes", "known divergence not observed", "unsupported",
             "unavailable", "skipped")
@@ -156,6 +158,8 @@ def build(config: pytest.Config, sel, rows: list[dict], run: dict[str, Any]) -> 
             "replay": props.get("replay", "") if outcome in ("failed", "flaky") else "",
             "classes": props.get("classes", []) if ran else [],
             "class_gaps": props.get("class_gaps", []) if ran else [],
+            "statistical_checks": props.get("statistical_checks", 0) if ran else 0,
+            "min_pvalue": props.get("min_pvalue") if ran else None,
         })
     cls = sel.cls
     partial = bool(run["selection"])
@@ -376,6 +380,17 @@ def markdown(rep: dict[str, Any]) -> str:
                 "replayed: both observations are shown.", ""]
         for r in failures:
             out += _failure(r)
+    statistical = [r for r in rep["results"] if r.get("statistical_checks")]
+    if statistical:
+        out += ["", "## Statistical properties", "",
+                f"Each check of a backend's own random numbers is a hypothesis test at level "
+                f"alpha = {ALPHA:.3g}: with at most {CHECKS_PER_RUN} checks in a full run, 20 "
+                f"seeds of the suite raise a false alarm on a correct backend with probability "
+                f"below {FAMILY_RATE:.0%} (properties/stats.py). "
+                f"Checks in this run: {sum(r['statistical_checks'] for r in statistical)}.", "",
+                "| component | property | dtype | checks | smallest p-value |", "|---|---|---|---|---|"]
+        out += [f"| {r['component'] or ''} | {_property(r)} | {r['dtype'] or ''} "
+                f"| {r['statistical_checks']} | {r['min_pvalue']:.3g} |" for r in statistical]
     covered = [r for r in rep["results"] if r.get("classes") or r.get("class_gaps")]
     if covered:
         out += ["", "## Configuration classes", "",
