@@ -241,10 +241,6 @@ class ChainedGAN(GANBackend):
 # -- the calls the properties make: NumPy in and out, failures named ------------------------
 
 
-def _natives(backend: Any, arrays: Sequence[np.ndarray], dtype: str) -> list[Any]:
-    return [to_native(backend, a, dtype) for a in arrays]
-
-
 def _arrays(backend: Any, what: str, got: Any, want: int, dtype: str, label: str
             ) -> list[np.ndarray]:
     if not isinstance(got, tuple | list) or len(got) != want:
@@ -268,8 +264,8 @@ def call_gan_discriminator_loss_and_grads(
     """(D loss, D gradients, D's new state) of the backend's
     gan_discriminator_loss_and_grads, NumPy in and out."""
     what = "gan_discriminator_loss_and_grads"
-    out = guard(backend, what, method(backend, what), model, _natives(backend, dparams, dtype),
-                _natives(backend, dstate, dtype), to_native(backend, real, dtype),
+    out = guard(backend, what, method(backend, what), model, to_native(backend, dparams, dtype),
+                to_native(backend, dstate, dtype), to_native(backend, real, dtype),
                 to_native(backend, fake, dtype), bn)
     value, grads, state = _unpack(backend, what, out, ("loss", "grads", "state"))
     return (checked_array(backend, what, value, dtype, "the loss"),
@@ -285,9 +281,9 @@ def call_gan_generator_loss_and_grads(
     """(G loss, G gradients, G's new state, D's new state) of the backend's
     gan_generator_loss_and_grads, NumPy in and out."""
     what = "gan_generator_loss_and_grads"
-    out = guard(backend, what, method(backend, what), model, _natives(backend, gparams, dtype),
-                _natives(backend, gstate, dtype), _natives(backend, dparams, dtype),
-                _natives(backend, dstate, dtype), to_native(backend, z, dtype), bn, loss)
+    out = guard(backend, what, method(backend, what), model, to_native(backend, gparams, dtype),
+                to_native(backend, gstate, dtype), to_native(backend, dparams, dtype),
+                to_native(backend, dstate, dtype), to_native(backend, z, dtype), bn, loss)
     value, grads, gs, ds = _unpack(backend, what, out, ("loss", "grads", "gstate", "dstate"))
     return (checked_array(backend, what, value, dtype, "the loss"),
             _arrays(backend, what, grads, len(gparams), dtype, "grads"),
@@ -312,9 +308,9 @@ def call_train_gan(backend: Any, model: DCGAN, gparams: Sequence[np.ndarray],
                     for spec in (g_optimizer, d_optimizer))
     native_batches = [(to_native(backend, r, dtype), to_native(backend, z, dtype))
                       for r, z in batches]
-    out = guard(backend, what, method(backend, what), model, _natives(backend, gparams, dtype),
-                _natives(backend, gstate, dtype), _natives(backend, dparams, dtype),
-                _natives(backend, dstate, dtype), g_opt, d_opt, native_batches, bn, loss)
+    out = guard(backend, what, method(backend, what), model, to_native(backend, gparams, dtype),
+                to_native(backend, gstate, dtype), to_native(backend, dparams, dtype),
+                to_native(backend, dstate, dtype), g_opt, d_opt, native_batches, bn, loss)
     gp, gs, dp, ds, d_losses, g_losses = _unpack(
         backend, what, out, ("gparams", "gstate", "dparams", "dstate", "d_losses", "g_losses"))
     if len(d_losses) != len(batches) or len(g_losses) != len(batches):

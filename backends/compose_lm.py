@@ -208,18 +208,14 @@ def _state_out(backend: Any, what: str, model: CharLM, st: Any, dtype: str, labe
     return tuple(checked_array(backend, what, s, dtype, f"{label}[{j}]") for j, s in enumerate(st))
 
 
-def _natives(backend: Any, arrays: Sequence[np.ndarray] | None, dtype: str) -> Any:
-    return None if arrays is None else [to_native(backend, a, dtype) for a in arrays]
-
-
 def call_lm_loss_and_grads(backend: Any, model: CharLM, params: Sequence[np.ndarray],
                            inputs: np.ndarray, targets: np.ndarray,
                            state: Sequence[np.ndarray] | None, dtype: str
                            ) -> tuple[np.ndarray, list[np.ndarray], tuple[np.ndarray, ...]]:
     """(loss, gradients, final state) of the backend's lm_loss_and_grads, NumPy in and out."""
     what = "lm_loss_and_grads"
-    np_params = _natives(backend, params, dtype)
-    ns = _natives(backend, state, dtype)
+    np_params = to_native(backend, params, dtype)
+    ns = to_native(backend, state, dtype)
     out = guard(backend, what, method(backend, what), model, np_params,
                  backend.asarray(inputs), backend.asarray(targets),
                  None if ns is None else tuple(ns))
@@ -245,8 +241,8 @@ def call_train_lm(backend: Any, model: CharLM, params: Sequence[np.ndarray],
     what = "train_lm"
     opt = guard(backend, f"optimizer {optimizer}", backend.optimizer, optimizer, **hyper)
     native_batches = [(backend.asarray(i), backend.asarray(t)) for i, t in batches]
-    ns = _natives(backend, state, dtype)
-    out = guard(backend, what, method(backend, what), model, _natives(backend, params, dtype),
+    ns = to_native(backend, state, dtype)
+    out = guard(backend, what, method(backend, what), model, to_native(backend, params, dtype),
                  native_batches, opt, None if ns is None else tuple(ns), max_norm, clip_eps)
     if not isinstance(out, tuple | list) or len(out) != 3:
         raise BackendError(f"{backend.id}: {what} returned {type(out).__name__}, expected "

@@ -199,16 +199,12 @@ def method(bk: Any, name: str) -> Callable[..., Any]:
 # -- the calls the properties make: NumPy in and out, failures named ------------------------
 
 
-def _natives(backend: Any, arrays: Sequence[np.ndarray], dtype: str) -> list[Any]:
-    return [to_native(backend, a, dtype) for a in arrays]
-
-
 def call_vae_loss_and_grads(backend: Any, model: V.VAE, params: Sequence[np.ndarray],
                             x: np.ndarray, eps: np.ndarray, dtype: str
                             ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray, np.ndarray]:
     """(loss, gradients, reconstruction, KL) of the backend's vae_loss_and_grads."""
     what = "vae_loss_and_grads"
-    out = guard(backend, what, method(backend, what), model, _natives(backend, params, dtype),
+    out = guard(backend, what, method(backend, what), model, to_native(backend, params, dtype),
                 to_native(backend, x, dtype), to_native(backend, eps, dtype))
     if not isinstance(out, tuple | list) or len(out) != 3 or len(out[2]) != 2:
         raise BackendError(f"{backend.id}: {what} returned {type(out).__name__}, expected "
@@ -230,7 +226,7 @@ def call_train_vae(backend: Any, model: V.VAE, params: Sequence[np.ndarray],
     what = "train_vae"
     opt = guard(backend, f"optimizer {optimizer}", backend.optimizer, optimizer, **hyper)
     native = [(to_native(backend, x, dtype), to_native(backend, e, dtype)) for x, e in batches]
-    out = guard(backend, what, method(backend, what), model, _natives(backend, params, dtype),
+    out = guard(backend, what, method(backend, what), model, to_native(backend, params, dtype),
                 native, opt)
     if not isinstance(out, tuple | list) or len(out) != 2:
         raise BackendError(f"{backend.id}: {what} returned {type(out).__name__}, expected "
