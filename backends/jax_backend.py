@@ -29,6 +29,7 @@ from backends.jax_diffusion import JaxDiffusion
 from backends.jax_gan import JaxCompiledGAN
 from backends.jax_lm import JaxLanguageModel
 from backends.jax_recurrent import JaxRecurrent
+from backends.jax_regularization import JaxRegularization
 from backends.jax_vae import JaxDenoiser, JaxVAE
 from backends.xla_guard import CONVOLUTIONS, check_vjp_convolutions, conv
 from reference import optimizers as O
@@ -174,7 +175,7 @@ def _jit(*static: str) -> Callable:
 
 
 class JaxBackend(Backend, JaxRecurrent, JaxLanguageModel, JaxCompiledGAN, JaxVAE, JaxDenoiser,
-                 JaxDiffusion):
+                 JaxDiffusion, JaxRegularization):
     """JAX (the CNN components under jax.jit, as flax runs them) with optax optimizers;
     devices 'cpu' and, with a GPU jaxlib, 'cuda'."""
 

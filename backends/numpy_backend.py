@@ -14,12 +14,13 @@ from backends.compose_lm import ChainedLanguageModel
 from backends.compose_vae import ChainedVAE
 from backends.diffusion import NumpyDiffusion
 from backends.recurrent import NumpyRecurrent
+from backends.regularization import NumpyRegularization
 from reference import network, registry
 from reference import optimizers as O
 
 
 class NumpyBackend(Backend, NumpyRecurrent, ChainedLanguageModel, ChainedGAN, ChainedVAE,
-                   ChainedDenoiser, NumpyDiffusion):
+                   ChainedDenoiser, NumpyDiffusion, NumpyRegularization):
     """reference/ itself. Certifying it checks the suite's plumbing and the invariants."""
 
     name = "numpy"

@@ -26,6 +26,7 @@ from backends.compose_vae import VAEBackend
 from backends.divergences import load as load_divergences
 from backends.torch_diffusion import TorchDiffusion
 from backends.torch_recurrent import TorchRecurrent
+from backends.torch_regularization import TorchRegularization
 from reference import optimizers as O
 from reference.optimizers import Optimizer
 
@@ -38,7 +39,7 @@ def _devices() -> tuple[str, ...]:
 
 
 class TorchBackend(Backend, TorchRecurrent, LanguageModelBackend, GANBackend, VAEBackend,
-                   TorchDenoiser, TorchDiffusion):
+                   TorchDenoiser, TorchDiffusion, TorchRegularization):
     """PyTorch eager with torch.optim (single-tensor path); devices 'cpu' and 'cuda'."""
 
     name = "torch"

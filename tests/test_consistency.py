@@ -15,6 +15,7 @@ from backends.base import Backend, KnownDivergence
 from backends.diffusion import COMPONENTS as DIFFUSION_COMPONENTS
 from backends.numpy_backend import NumpyBackend
 from backends.recurrent import COMPONENTS as SEQUENCE_COMPONENTS
+from backends.regularization import COMPONENTS as REGULARIZATION_COMPONENTS
 from properties import consistency as K
 from properties.architectures import CASES
 from properties.specs import SPECS, Spec
@@ -88,7 +89,8 @@ def test_adapters_implement_or_decline_every_component(cls):
     assert K.convention_mismatches(adapter, registry.RECORDS) == []
     assert K.lacked_mismatches(adapter, registry.RECORDS) == []
     components = (set(registry.RECORDS) | set(OPTIMIZERS) | ARCHITECTURES
-                  | set(SEQUENCE_COMPONENTS) | set(DIFFUSION_COMPONENTS) | MODELS)
+                  | set(SEQUENCE_COMPONENTS) | set(DIFFUSION_COMPONENTS) | MODELS
+                  | set(REGULARIZATION_COMPONENTS))
     assert K.unknown_divergences(adapter, K.property_tests(), components) == []
 
 
