@@ -28,6 +28,7 @@ from backends.jax_compiled import COMPILED as _COMPILED
 from backends.jax_diffusion import JaxDiffusion
 from backends.jax_gan import JaxCompiledGAN
 from backends.jax_lm import JaxLanguageModel
+from backends.jax_practice import JaxPractice
 from backends.jax_recurrent import JaxRecurrent
 from backends.jax_regularization import JaxRegularization
 from backends.jax_vae import JaxDenoiser, JaxVAE
@@ -175,7 +176,7 @@ def _jit(*static: str) -> Callable:
 
 
 class JaxBackend(Backend, JaxRecurrent, JaxLanguageModel, JaxCompiledGAN, JaxVAE, JaxDenoiser,
-                 JaxDiffusion, JaxRegularization):
+                 JaxDiffusion, JaxRegularization, JaxPractice):
     """JAX (the CNN components under jax.jit, as flax runs them) with optax optimizers;
     devices 'cpu' and, with a GPU jaxlib, 'cuda'."""
 

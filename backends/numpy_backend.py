@@ -13,6 +13,7 @@ from backends.compose_gan import ChainedGAN
 from backends.compose_lm import ChainedLanguageModel
 from backends.compose_vae import ChainedVAE
 from backends.diffusion import NumpyDiffusion
+from backends.practice import NumpyPractice
 from backends.recurrent import NumpyRecurrent
 from backends.regularization import NumpyRegularization
 from reference import network, registry
@@ -20,7 +21,8 @@ from reference import optimizers as O
 
 
 class NumpyBackend(Backend, NumpyRecurrent, ChainedLanguageModel, ChainedGAN, ChainedVAE,
-                   ChainedDenoiser, NumpyDiffusion, NumpyRegularization):
+                   ChainedDenoiser, NumpyDiffusion, NumpyRegularization,
+                   NumpyPractice):
     """reference/ itself. Certifying it checks the suite's plumbing and the invariants."""
 
     name = "numpy"

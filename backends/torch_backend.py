@@ -25,6 +25,7 @@ from backends.compose_lm import LanguageModelBackend
 from backends.compose_vae import VAEBackend
 from backends.divergences import load as load_divergences
 from backends.torch_diffusion import TorchDiffusion
+from backends.torch_practice import TorchPractice
 from backends.torch_recurrent import TorchRecurrent
 from backends.torch_regularization import TorchRegularization
 from reference import optimizers as O
@@ -39,7 +40,8 @@ def _devices() -> tuple[str, ...]:
 
 
 class TorchBackend(Backend, TorchRecurrent, LanguageModelBackend, GANBackend, VAEBackend,
-                   TorchDenoiser, TorchDiffusion, TorchRegularization):
+                   TorchDenoiser, TorchDiffusion, TorchRegularization,
+                   TorchPractice):
     """PyTorch eager with torch.optim (single-tensor path); devices 'cpu' and 'cuda'."""
 
     name = "torch"

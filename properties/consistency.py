@@ -83,14 +83,18 @@ def convention_mismatches(cls: type[Backend], records: Mapping[str, Component]) 
 
 
 def lacked_mismatches(cls: type[Backend], records: Mapping[str, Component]) -> list[str]:
-    """A declared lacked argument is a (value, why) pair for an argument of a component or an
-    optimizer, neither one of the record's conventions nor declared in ``conventions`` too."""
+    """A declared lacked argument is a (value, why) pair for an argument of a component, an
+    optimizer or a family interface's method (early_stopping), neither one of the record's
+    conventions nor declared in ``conventions`` too."""
     problems = []
     where = f"{cls.__name__}.lacks"
     for n, declared in sorted(cls.lacks.items()):
         target = records[n].forward if n in records else OPTIMIZERS.get(n)
+        if target is None and callable(getattr(cls, n, None)):
+            target = getattr(cls, n)
         if target is None:
-            problems.append(f"{where} names {n!r}, which is neither a component nor an optimizer")
+            problems.append(f"{where} names {n!r}, which is neither a component, an optimizer "
+                            "nor a method of the backend")
             continue
         params = inspect.signature(target).parameters
         for arg, entry in declared.items():

@@ -31,6 +31,7 @@ ALPHA = FAMILY_RATE / (SEEDS * CHECKS_PER_RUN)  # 1e-7
 
 def check(what: str, pvalue: float) -> None:
     """Record the p-value of one statistical check; fail where it is below ALPHA."""
+    pvalue = float(pvalue)  # a NumPy scalar does not serialise into the results journal
     current_record().note_pvalue(pvalue)
     assert pvalue >= ALPHA, (f"{what}: p = {pvalue:.3g} < alpha = {ALPHA:.3g} (the level that "
                              f"keeps the suite's false alarms below {FAMILY_RATE:.0%} over "

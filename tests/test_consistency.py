@@ -14,6 +14,7 @@ import pytest
 from backends.base import Backend, KnownDivergence
 from backends.diffusion import COMPONENTS as DIFFUSION_COMPONENTS
 from backends.numpy_backend import NumpyBackend
+from backends.practice import COMPONENTS as PRACTICE_COMPONENTS
 from backends.recurrent import COMPONENTS as SEQUENCE_COMPONENTS
 from backends.regularization import COMPONENTS as REGULARIZATION_COMPONENTS
 from properties import consistency as K
@@ -90,7 +91,7 @@ def test_adapters_implement_or_decline_every_component(cls):
     assert K.lacked_mismatches(adapter, registry.RECORDS) == []
     components = (set(registry.RECORDS) | set(OPTIMIZERS) | ARCHITECTURES
                   | set(SEQUENCE_COMPONENTS) | set(DIFFUSION_COMPONENTS) | MODELS
-                  | set(REGULARIZATION_COMPONENTS))
+                  | set(REGULARIZATION_COMPONENTS) | set(PRACTICE_COMPONENTS))
     assert K.unknown_divergences(adapter, K.property_tests(), components) == []
 
 
@@ -150,7 +151,7 @@ def test_a_malformed_lacked_argument_is_named():
     assert K.lacked_mismatches(_Lacking, registry.RECORDS) == [
         "_Lacking.lacks['max_pool2d']['ties']: ties is a convention of max_pool2d (the "
         "oracle accepts ('first', 'split')); declare it in conventions",
-        "_Lacking.lacks names 'mlp', which is neither a component nor an optimizer",
+        "_Lacking.lacks names 'mlp', which is neither a component, an optimizer nor a method of the backend",
         "_Lacking.lacks['sgd']['dampening'] = 0.0: expected (the value it is fixed to, why)",
         "_Lacking.lacks['sgd']['dampening'] is declared in conventions too",
         "_Lacking.lacks['softplus'] names 'gamma', which is not an argument of softplus"]

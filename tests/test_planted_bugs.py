@@ -17,6 +17,7 @@ from tests.planted_cnn import CNN_PLANTED
 from tests.planted_diffusion import DIFFUSION_PLANTED
 from tests.planted_gan import GAN_PLANTED
 from tests.planted_lm import LM_PLANTED
+from tests.planted_practice import PRACTICE_PLANTED
 from tests.planted_regularization import REGULARIZATION_PLANTED
 from tests.planted_rnn import RNN_PLANTED
 from tests.planted_sequence import SEQUENCE_PLANTED
@@ -25,7 +26,7 @@ from tests.planted_vae import VAE_PLANTED
 
 ALL_PLANTED = (PLANTED + CNN_PLANTED + RNN_PLANTED + SIZE_PLANTED + LM_PLANTED
                + SEQUENCE_PLANTED + GAN_PLANTED + VAE_PLANTED + DIFFUSION_PLANTED
-               + REGULARIZATION_PLANTED)
+               + REGULARIZATION_PLANTED + PRACTICE_PLANTED)
 #: errors that say the planted backend's own code is broken, not the component it models
 PROGRAMMING_ERRORS = r"\b(RecursionError|TypeError|AttributeError|NameError)\b"
 
