@@ -24,6 +24,7 @@ from jax import lax
 from backends import compose
 from backends.base import Backend, KnownDivergence, Unsupported, UnsupportedComponent, as_tuple, conv_padding
 from backends.divergences import load as load_divergences
+from backends.jax_augment import JaxAugment
 from backends.jax_compiled import COMPILED as _COMPILED
 from backends.jax_diffusion import JaxDiffusion
 from backends.jax_gan import JaxCompiledGAN
@@ -176,7 +177,7 @@ def _jit(*static: str) -> Callable:
 
 
 class JaxBackend(Backend, JaxRecurrent, JaxLanguageModel, JaxCompiledGAN, JaxVAE, JaxDenoiser,
-                 JaxDiffusion, JaxRegularization, JaxPractice):
+                 JaxDiffusion, JaxRegularization, JaxPractice, JaxAugment):
     """JAX (the CNN components under jax.jit, as flax runs them) with optax optimizers;
     devices 'cpu' and, with a GPU jaxlib, 'cuda'."""
 

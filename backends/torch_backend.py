@@ -24,6 +24,7 @@ from backends.compose_gan import GANBackend
 from backends.compose_lm import LanguageModelBackend
 from backends.compose_vae import VAEBackend
 from backends.divergences import load as load_divergences
+from backends.torch_augment import TorchAugment
 from backends.torch_diffusion import TorchDiffusion
 from backends.torch_practice import TorchPractice
 from backends.torch_recurrent import TorchRecurrent
@@ -41,7 +42,7 @@ def _devices() -> tuple[str, ...]:
 
 class TorchBackend(Backend, TorchRecurrent, LanguageModelBackend, GANBackend, VAEBackend,
                    TorchDenoiser, TorchDiffusion, TorchRegularization,
-                   TorchPractice):
+                   TorchPractice, TorchAugment):
     """PyTorch eager with torch.optim (single-tensor path); devices 'cpu' and 'cuda'."""
 
     name = "torch"

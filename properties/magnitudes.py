@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
+from reference import augment as A_
 from reference import registry
 from reference.activations import softmax
 
@@ -378,3 +379,108 @@ def gru_cell_vjp(primals, kwargs, cot):
     dh = d_rh * r + da[:, :2 * hid] @ np.abs(w_hh[:2 * hid]) + g * z
     dw_hh = np.concatenate([da[:, :2 * hid].T @ np.abs(h), dn.T @ np.abs(r * h)], axis=0)
     return _cell_grads(x, h, w_ih, w_hh, da, da, count, dh=dh, dw_hh=dw_hh)
+
+
+# -- data augmentation: resamplings y = S x + f fill with S >= 0 ---------------------------------
+# A backend computes each weight from a sample coordinate of magnitude up to the image's
+# extent E (a rotation's centred coordinates, a resize's (o + 1/2) m / n), rounded in its
+# arithmetic: the coordinate moves by about eps E, and so does every weight of its taps (a
+# bilinear weight 1 - |j - s|, a triangle filter's over its support). An output therefore
+# carries eps E times the sum of |x| over its taps, beyond the eps S |x| of the sum itself; its
+# gradient, eps E times the sum of |g| over the outputs an input is a tap of.
+
+def _rotate_stencil(x: np.ndarray, kwargs):
+    """(index (P, 9), in bounds (P, 9)) of a bilinear rotation: the 3 x 3 pixels around each
+    sample's rounded coordinates, which hold its four taps wherever rounding moves the sample
+    by less than a pixel (the taps of a sample on a pixel row or column change sides); None
+    for nearest, which away from ties copies a pixel or the fill, rounding nothing."""
+    if kwargs.get("interpolation", "nearest") != "bilinear":
+        return None
+    h, w = x.shape[2:]
+    c, s = A_._cos_sin(float(kwargs["angle"]))
+    v, u = np.meshgrid(np.arange(h) - (h - 1) / 2, np.arange(w) - (w - 1) / 2, indexing="ij")
+    near = np.array([-1.0, 0.0, 1.0])
+    rows = np.rint(s * u + c * v + (h - 1) / 2).reshape(-1, 1, 1) + near[:, None]
+    cols = np.rint(c * u - s * v + (w - 1) / 2).reshape(-1, 1, 1) + near[None, :]
+    rows, cols = (a.reshape(h * w, 9) for a in np.broadcast_arrays(rows, cols))
+    inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
+    return (np.clip(rows, 0, h - 1) * w + np.clip(cols, 0, w - 1)).astype(np.intp), inside
+
+
+def rotate_forward(primals, kwargs):
+    (x,) = primals
+    stencil = _rotate_stencil(x, kwargs)
+    if stencil is None:
+        return None
+    index, inside = stencil
+    n, c, h, w = x.shape
+    fill = abs(float(kwargs.get("fill", 0.0)))
+    ax = np.abs(x)
+    taps = (ax.reshape(n, c, h * w)[..., index] * inside).sum(axis=-1).reshape(x.shape)
+    # S|x| + (1 - m)|fill| (the form is linear with nonnegative weights), and the weights' error
+    # on the taps and on the fill (the blend's in-bounds weight m moves as much)
+    return registry.forward("rotate", (ax,), **{**kwargs, "fill": fill}) + (h + w) * (taps + fill)
+
+
+def rotate_vjp(primals, kwargs, cot):
+    (x,) = primals
+    g = _abs(cot)
+    out = registry.vjp("rotate", (np.abs(x),), g, **kwargs)[0]
+    stencil = _rotate_stencil(x, kwargs)
+    if stencil is None:
+        return [out]
+    index, inside = stencil
+    n, c, h, w = x.shape
+    per_tap = np.zeros((n * c, h * w))
+    # every output's g added into each pixel of its stencil (index is (P, 9), output-major)
+    np.add.at(per_tap, (slice(None), index.ravel()),
+              np.repeat(g.reshape(n * c, h * w), index.shape[1], axis=1) * inside.ravel())
+    return [out + (h + w) * per_tap.reshape(x.shape)]
+
+
+def _support(a: np.ndarray) -> np.ndarray:
+    """1 on the taps of a resampling matrix's rows and their neighbours (a tap at the edge of
+    a filter's support, weight 0, gets a rounding's weight in a backend), else 0."""
+    nz = a > 0
+    wide = nz.copy()
+    wide[:, 1:] |= nz[:, :-1]
+    wide[:, :-1] |= nz[:, 1:]
+    return wide * 1.0
+
+
+def _crop_matrices(x: np.ndarray, kwargs):
+    """(rows, cols, A_h, A_w, extent) of a resized_crop: the crop's slices, the resampling
+    matrices and the extent E = crop and output sizes summed."""
+    top, left, height, width = (kwargs[k] for k in ("top", "left", "height", "width"))
+    aa, ac = bool(kwargs.get("antialias", True)), bool(kwargs.get("align_corners", False))
+    a_h = A_.resize_matrix(height, kwargs["size"][0], aa, ac)
+    a_w = A_.resize_matrix(width, kwargs["size"][1], aa, ac)
+    return (slice(top, top + height), slice(left, left + width), a_h, a_w,
+            height + width + sum(kwargs["size"]))
+
+
+def resized_crop_forward(primals, kwargs):
+    (x,) = primals
+    rows, cols, a_h, a_w, extent = _crop_matrices(x, kwargs)
+    crop = np.abs(x[:, :, rows, cols])
+    return np.einsum("oh,nchw,pw->ncop", a_h, crop, a_w) \
+        + extent * np.einsum("oh,nchw,pw->ncop", _support(a_h), crop, _support(a_w))
+
+
+def resized_crop_vjp(primals, kwargs, cot):
+    (x,) = primals
+    rows, cols, a_h, a_w, extent = _crop_matrices(x, kwargs)
+    g = _abs(cot)
+    dx = np.zeros(x.shape)
+    dx[:, :, rows, cols] = np.einsum("oh,ncop,pw->nchw", a_h, g, a_w) \
+        + extent * np.einsum("oh,ncop,pw->nchw", _support(a_h), g, _support(a_w))
+    return [dx]
+
+
+def brightness_forward(primals, kwargs):
+    """'add': x + amount cancels where x is near -amount: the terms are |x| + |amount|; the
+    clamped product is one rounding of its result."""
+    (x,) = primals
+    if kwargs.get("mode", "multiply_clamp") != "add":
+        return None
+    return np.abs(x) + abs(float(kwargs["amount"]))

@@ -17,6 +17,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from backends.base import as_tuple
+from properties import augment_cases as AK
 from properties import cases as K
 from properties import cnn_cases as CK
 from properties import magnitudes as M
@@ -24,6 +25,7 @@ from properties import rnn_cases as RK
 from properties.coverage import SIZES, Classes
 from properties.inputs import Case, Inputs
 from reference import registry
+from reference.augment import BRIGHTNESS_MODES, ROTATE_INTERPOLATIONS, ROTATE_SAMPLING
 from reference.batchnorm import MOMENTUM_CONVENTIONS, VARIANCES
 
 ForwardTerms = Callable[[tuple[np.ndarray, ...], dict[str, Any]], Any]
@@ -153,6 +155,20 @@ SPECS: dict[str, Spec] = {
     "embedding": Spec(RK.embedding, vjp_terms=M.summing_vjp("embedding"),
                       classify=RK.classify_embedding,
                       classes={"sizes": SIZES, "ids": RK.IDS, "padding_idx": RK.PADDING}),
+    # data augmentation (properties/augment_cases.py): resamplings are linear with nonnegative
+    # weights computed from coordinates (their magnitudes, properties/magnitudes.py)
+    "hflip": Spec(AK.hflip),
+    "rotate": Spec(AK.rotate, forward_terms=M.rotate_forward, vjp_terms=M.rotate_vjp,
+                   classify=AK.classify_rotate,
+                   classes={"sizes": SIZES, "interpolation": ROTATE_INTERPOLATIONS,
+                            "sampling": ROTATE_SAMPLING, "angle": AK.ANGLES}),
+    "brightness": Spec(AK.brightness, forward_terms=M.brightness_forward,
+                       classify=AK.classify_brightness,
+                       classes={"sizes": SIZES, "mode": BRIGHTNESS_MODES, "amount": AK.AMOUNTS}),
+    "resized_crop": Spec(AK.resized_crop, forward_terms=M.resized_crop_forward,
+                         vjp_terms=M.resized_crop_vjp,
+                         classes={"sizes": SIZES, "resampling": AK.RESAMPLING,
+                                  "resize": AK.RESIZES}),
 }
 """Component name -> how the properties draw and judge it."""
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from reference import activations as A
+from reference import augment as Au
 from reference import batchnorm as B
 from reference import conv as C
 from reference import dense as D
@@ -67,6 +68,13 @@ RECORDS: dict[str, Component] = {rec.name: rec for rec in [
     _pair(Rn, "gru_cell", ("x", "h", *_CELL_WEIGHTS), "recurrent", outputs=("h",),
           optional=("b_ih", "b_hh"), conventions={"reset_after": Rn.RESET_AFTER}),
     _pair(E, "embedding", ("weight",), "embedding", data=("ids",), positional_data=("ids",)),
+    # data augmentation: deterministic and differentiable in the image x (angles, boxes,
+    # sizes and amounts are configuration); the border and tie rule of a rotation and the
+    # form of a brightness change are conventions (reference/augment.py)
+    _pair(Au, "hflip", ("x",), "augment"),
+    _pair(Au, "rotate", ("x",), "augment", conventions={"sampling": Au.ROTATE_SAMPLING}),
+    _pair(Au, "brightness", ("x",), "augment", conventions={"mode": Au.BRIGHTNESS_MODES}),
+    _pair(Au, "resized_crop", ("x",), "augment"),
 ]}
 """Component name -> record."""
 

@@ -114,5 +114,5 @@ class RestoresLastWeights(PlantedPractice):
         return stopped, (stopped if stopped != -1 else len(history) - 1)
 
 
-PRACTICE_PLANTED = (HeFanOut, XavierBoundMissingFactor2, TruncatedNormalNotRescaled,
-                    TorchDefaultLinearA0, PatienceFromWrongEpoch, RestoresLastWeights)
+PRACTICE_PLANTED = [HeFanOut, XavierBoundMissingFactor2, TruncatedNormalNotRescaled,
+                    TorchDefaultLinearA0, PatienceFromWrongEpoch, RestoresLastWeights]

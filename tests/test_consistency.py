@@ -25,6 +25,7 @@ from reference.component import Component
 from reference.optimizers import OPTIMIZERS
 from tests.optional import need
 from tests.planted import PLANTED
+from tests.planted_augment import AUGMENT_PLANTED
 from tests.planted_cnn import CNN_PLANTED
 from tests.planted_rnn import RNN_PLANTED
 
@@ -33,7 +34,7 @@ ARCHITECTURES = set(CASES)
 MODELS = {m.args[0] for mod in ("test_language_model", "test_gan", "test_vae", "test_denoiser")
           for m in importlib.import_module(f"properties.{mod}").pytestmark
           if m.name == "component"}
-ALL_PLANTED = PLANTED + CNN_PLANTED + RNN_PLANTED
+ALL_PLANTED = PLANTED + CNN_PLANTED + RNN_PLANTED + AUGMENT_PLANTED
 
 
 ADAPTERS = {"TorchBackend": ("torch", "backends.torch_backend"),

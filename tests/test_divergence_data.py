@@ -40,7 +40,9 @@ EXPECTED = {
                "diffusers 0.42.1 src/diffusers/models/embeddings.py lines 58-63"),
               ("test_denoiser_training", "denoiser", ("float64",),
                "diffusers 0.42.1 src/diffusers/models/embeddings.py lines 58-63"),
-              ("test_ddim_step", "ddim_step", ("float32",), None)],
+              ("test_ddim_step", "ddim_step", ("float32",), None),
+              ("test_vjp", "rotate", None, "pytorch/vision#6517"),
+              ("test_forward", "resized_crop", None, None)],
     "jax": [("test_forward", "gelu", F64_F32_BF16, None),
             ("test_vjp", "gelu", None, None),
             ("test_forward_tail", "gelu", F64_F32_BF16, None),
@@ -49,7 +51,10 @@ EXPECTED = {
              "flax#1491"),
             ("test_vjp", "conv1d", ("float32", "float16", "bfloat16"), None),
             ("test_clip_by_global_norm_zero_cases", "clip_by_global_norm", None, "optax#1752"),
-            ("test_ddim_step", "ddim_step", ("float32",), None)],
+            ("test_ddim_step", "ddim_step", ("float32",), None),
+            ("test_forward", "rotate", None, None),
+            ("test_vjp", "rotate", None, None),
+            ("test_rotate_by_90_is_rot90", "rotate", None, None)],
 }
 
 
@@ -62,10 +67,12 @@ def test_entries_load_as_before(adapter):
         # the scoped entries (added as data): torch's bfloat16 conv1d and conv2d weight
         # gradients and conv_transpose2d gradients, gelu inside an MLP, float16 cross-entropy
         # with label smoothing; jax's conv1d input gradient and optax's clipping of a zero
-        # gradient with max_norm = 0; diffusers' DDIM step at eta = 1 in float32
+        # gradient with max_norm = 0; diffusers' DDIM step at eta = 1 in float32; torchvision's
+        # bilinear rotate with a fill, torch's antialiased resize to one column, dm_pix's
+        # rotation by multiples of 90 degrees
         assert k.scoped == (k.component in ("conv1d", "conv2d", "conv_transpose2d", "mlp",
                                             "cross_entropy", "clip_by_global_norm",
-                                            "ddim_step")), k
+                                            "ddim_step", "rotate", "resized_crop")), k
 
 
 def test_shared_texts_are_expanded():

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.planted import PLANTED
+from tests.planted_augment import AUGMENT_PLANTED
 from tests.planted_cnn import CNN_PLANTED
 from tests.planted_diffusion import DIFFUSION_PLANTED
 from tests.planted_gan import GAN_PLANTED
@@ -26,7 +27,7 @@ from tests.planted_vae import VAE_PLANTED
 
 ALL_PLANTED = (PLANTED + CNN_PLANTED + RNN_PLANTED + SIZE_PLANTED + LM_PLANTED
                + SEQUENCE_PLANTED + GAN_PLANTED + VAE_PLANTED + DIFFUSION_PLANTED
-               + REGULARIZATION_PLANTED + PRACTICE_PLANTED)
+               + REGULARIZATION_PLANTED + PRACTICE_PLANTED + AUGMENT_PLANTED)
 #: errors that say the planted backend's own code is broken, not the component it models
 PROGRAMMING_ERRORS = r"\b(RecursionError|TypeError|AttributeError|NameError)\b"
 

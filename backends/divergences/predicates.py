@@ -65,9 +65,18 @@ def conv2d_output_width_1_strided(args: Mapping[str, Any]) -> bool:
     return width == 1
 
 
+def antialias_one_column(args: Mapping[str, Any]) -> bool:
+    """an antialiased resize to one column whose height changes (from more than one row to more
+    than one row)"""
+    size, height = args.get("size"), args.get("height")
+    return (bool(args.get("antialias")) and size is not None and height is not None
+            and size[1] == 1 and height > 1 and size[0] > 1 and size[0] != height)
+
+
 PREDICATES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
     "strided_implicit_padding_2d": strided_implicit_padding_2d,
     "conv1d_padding_2_0": conv1d_padding_2_0,
     "width_1_strided_2d": width_1_strided_2d,
     "conv2d_output_width_1_strided": conv2d_output_width_1_strided,
+    "antialias_one_column": antialias_one_column,
 }
