@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from backends.base import merge_declarations
+
 #: the augmentation components (records of reference/registry.py)
 COMPONENTS = ("hflip", "rotate", "brightness", "resized_crop")
 
@@ -29,7 +31,4 @@ class AugmentBackend:
         ``conventions`` win over them, and they over the ones the class inherits."""
         own = dict(vars(cls).get("conventions", {}))
         super().__init_subclass__(**kwargs)
-        merged = {n: dict(v) for n, v in getattr(cls, "conventions", {}).items()}
-        for n, v in cls.augment_conventions.items():
-            merged[n] = {**merged.get(n, {}), **v, **own.get(n, {})}
-        cls.conventions = merged
+        merge_declarations(cls, "conventions", cls.augment_conventions, own)

@@ -307,3 +307,15 @@ class Backend:
 
     def synchronize(self) -> None:
         """Wait for queued device work (benchmarks call this inside the timed region)."""
+
+
+def merge_declarations(cls: type, attr: str, family: Mapping[str, Mapping[str, Any]],
+                       own: Mapping[str, Mapping[str, Any]]) -> None:
+    """Set ``cls.<attr>`` ('conventions' or 'lacks') to the inherited declarations with a
+    family mixin's (``family``: component -> argument -> value) merged in; the class's own
+    (``own``: ``vars(cls)[attr]`` read before ``super().__init_subclass__``) win over them,
+    and they over the inherited ones."""
+    merged = {n: dict(v) for n, v in getattr(cls, attr, {}).items()}
+    for n, v in family.items():
+        merged[n] = {**merged.get(n, {}), **v, **own.get(n, {})}
+    setattr(cls, attr, merged)

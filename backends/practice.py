@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from backends.base import Unsupported, UnsupportedComponent
+from backends.base import Unsupported, UnsupportedComponent, merge_declarations
 from backends.harness import BackendError, guard
 from backends.recurrent import checked_array
 from reference import early_stopping as ES
@@ -85,12 +85,8 @@ class PracticeBackend:
         class inherits."""
         own = {a: dict(vars(cls).get(a, {})) for a in ("conventions", "lacks")}
         super().__init_subclass__(**kwargs)
-        for attr, mixin in (("conventions", cls.practice_conventions),
-                            ("lacks", cls.practice_lacks)):
-            merged = {n: dict(v) for n, v in getattr(cls, attr, {}).items()}
-            for n, v in mixin.items():
-                merged[n] = {**merged.get(n, {}), **v, **own[attr].get(n, {})}
-            setattr(cls, attr, merged)
+        merge_declarations(cls, "conventions", cls.practice_conventions, own["conventions"])
+        merge_declarations(cls, "lacks", cls.practice_lacks, own["lacks"])
 
     def _lacks(self, name: str) -> Any:
         label = getattr(self, "name", type(self).__name__)

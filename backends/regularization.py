@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from backends.base import UnsupportedComponent
+from backends.base import UnsupportedComponent, merge_declarations
 from backends.harness import BackendError, guard, to_native
 from backends.recurrent import checked_array
 from reference import regularization as R
@@ -63,10 +63,7 @@ class RegularizationBackend:
         ``conventions`` win over them, and they over the ones the class inherits."""
         own = dict(vars(cls).get("conventions", {}))
         super().__init_subclass__(**kwargs)
-        merged = {n: dict(v) for n, v in getattr(cls, "conventions", {}).items()}
-        for n, v in cls.regularization_conventions.items():
-            merged[n] = {**merged.get(n, {}), **v, **own.get(n, {})}
-        cls.conventions = merged
+        merge_declarations(cls, "conventions", cls.regularization_conventions, own)
 
     def _lacks(self, name: str) -> Any:
         label = getattr(self, "name", type(self).__name__)
