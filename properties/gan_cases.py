@@ -36,7 +36,7 @@ from properties.architectures import BN_CONVENTIONS, MAGNITUDE_VJPS, KinkProbe
 from properties.coverage import stratum
 from properties.scoped import note_arguments
 from properties.strategies import conventions, seeded_array
-from properties.tolerance import DELTA, EPS, round_to
+from properties.tolerance import EPS, moved, noisy_update, round_to
 from reference import gan, network
 from reference import losses as Lo
 from reference.optimizers import Optimizer
@@ -228,20 +228,6 @@ def generator_terms(model: gan.DCGAN, gparams, gstate, dparams, dstate, z, bn, l
 
 # -- the oracle's training, with the rounding probes ------------------------------------------
 
-def _moved(noise: np.random.Generator | None, values: list[np.ndarray],
-           magnitudes: list[np.ndarray]) -> list[np.ndarray]:
-    if noise is None:
-        return values
-    return [v + DELTA * m * noise.standard_normal(v.shape)
-            for v, m in zip(values, magnitudes, strict=True)]
-
-
-def _step(opt: Optimizer, grads, opt_state, params, noise):
-    new, opt_state = opt.update(grads, opt_state, params)
-    return _moved(noise, new, [np.abs(p) + np.abs(q - p) for p, q in zip(params, new,
-                                                                         strict=True)]), opt_state
-
-
 def train_trace(case: TrainingCase, arrays, g_opt: Optimizer, d_opt: Optimizer,
                 noise: np.random.Generator | None = None, dtype: str | None = None
                 ) -> tuple[list[np.ndarray], list[float]]:
@@ -260,10 +246,10 @@ def train_trace(case: TrainingCase, arrays, g_opt: Optimizer, d_opt: Optimizer,
             avoid_kinks(m, gp, gs, dp, ds, z, (real,), bn, dtype)
         d_loss, d_grads, new_ds = gan.discriminator_loss_and_grads(m, dp, ds, real, fake, bn)
         if noise is not None:
-            d_grads = _moved(noise, d_grads, discriminator_terms(m, dp, ds, real, fake, bn)[1])
+            d_grads = moved(noise, d_grads, discriminator_terms(m, dp, ds, real, fake, bn)[1])
         else:
             loss_m.append(discriminator_terms(m, dp, ds, real, fake, bn)[0])
-        dp, d_state = _step(d_opt, d_grads, d_state, dp, noise)
+        dp, d_state = noisy_update(d_opt, d_grads, d_state, dp, noise)
         ds = new_ds
         if dtype is not None:
             avoid_kinks(m, gp, gs, dp, ds, z, (), bn, dtype)
@@ -271,10 +257,10 @@ def train_trace(case: TrainingCase, arrays, g_opt: Optimizer, d_opt: Optimizer,
                                                                case.loss)
         terms = generator_terms(m, gp, gs, dp, ds, z, bn, case.loss)
         if noise is not None:
-            g_grads = _moved(noise, g_grads, terms[1])
+            g_grads = moved(noise, g_grads, terms[1])
         else:
             loss_m.append(abs(terms[0]))
-        gp, g_state = _step(g_opt, g_grads, g_state, gp, noise)
+        gp, g_state = noisy_update(g_opt, g_grads, g_state, gp, noise)
         gs, ds = new_gs, ds2
         d_losses.append(d_loss)
         g_losses.append(g_loss)

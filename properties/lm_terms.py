@@ -5,10 +5,9 @@ time (embedding, one cell step at a time, dense, cross-entropy, and their VJPs: 
 the cells' VJPs). With a noise Generator every result moves by DELTA times the magnitude of
 the terms its formula sums (properties/specs.py forward_terms and vjp_terms: the policy's M)
 in a random direction: what a backend's rounding of each step is, carried through every
-later step (and, backwards, every earlier one). ``spread`` is the largest change of the
-results over a few such runs divided by DELTA, as test_network_training measures an
-optimizer's steps. Without noise NoisyLM equals reference.language_model.loss_and_grads
-(tests/test_compose_lm.py).
+later step (and, backwards, every earlier one); properties.tolerance.spread is the largest
+change of the results over a few such runs divided by DELTA. Without noise NoisyLM equals
+reference.language_model.loss_and_grads (tests/test_compose_lm.py).
 
 ``train_trace`` is reference.language_model.train that also returns the state after every
 batch (the carried states the properties compare); with noise its clipped gradients and new
@@ -23,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from properties.specs import forward_terms, vjp_terms
-from properties.tolerance import DELTA
+from properties.tolerance import DELTA, noisy_update
 from reference import clipping as Cl
 from reference import dense as D
 from reference import embedding as E
@@ -33,7 +32,6 @@ from reference import recurrent as R
 from reference.optimizers import Optimizer
 
 _CELLS = {"lstm": (R.lstm_cell, R.lstm_cell_vjp), "gru": (R.gru_cell, R.gru_cell_vjp)}
-_PROBES = 4
 State = tuple[np.ndarray, ...]
 
 
@@ -154,25 +152,5 @@ def train_trace(model: LM.CharLM, params: Sequence[np.ndarray],
             grads = clipped
         history.append(value)
         states.append(tuple(st))
-        new, opt_state = optimizer.update(grads, opt_state, p)
-        if noise is not None:
-            new = [q + DELTA * (np.abs(a) + np.abs(q - a)) * noise.standard_normal(q.shape)
-                   for a, q in zip(p, new, strict=True)]
-        p = new
+        p, opt_state = noisy_update(optimizer, grads, opt_state, p, noise)
     return history, states, p
-
-
-def spread(run: Callable[[np.random.Generator | None], list[np.ndarray]],
-           probes: int = _PROBES) -> list[np.ndarray]:
-    """What the per-step rounding becomes at each result of ``run(noise)``: the largest
-    change over ``probes`` noisy runs from the exact one (``run(None)``), divided by DELTA."""
-    rng = np.random.default_rng(20261124)
-    base = [np.asarray(b, dtype=np.float64) for b in run(None)]
-    out = [np.zeros_like(b) for b in base]
-    for _ in range(probes):
-        with np.errstate(all="ignore"):
-            moved = run(rng)
-        for s, m, b in zip(out, moved, base, strict=True):
-            d = np.abs(np.asarray(m, dtype=np.float64) - b)
-            np.maximum(s, np.where(np.isfinite(d), d, 0.0), out=s)
-    return [s / DELTA for s in out]

@@ -15,7 +15,7 @@ from properties.architectures import CASES, avoid_kinks, network_terms
 from properties.checks import unsupported_example
 from properties.optimizer_cases import HYPERS
 from properties.strategies import conventions
-from properties.tolerance import DELTA, assert_close, sensitivity
+from properties.tolerance import assert_close, moved, noisy_update, sensitivity, spread
 from reference import network
 from reference.optimizers import Optimizer, make_optimizer
 
@@ -112,13 +112,8 @@ def test_network_training(backend, dtype, component, optimizer, data):
             seen["loss_m"].append(loss_m)
 
         if noise is not None:
-            def update(grads, state, params):
-                moved = [g + DELTA * m * noise.standard_normal(g.shape)
-                         for g, m in zip(grads, seen["grad_m"], strict=True)]
-                new, state = base.update(moved, state, params)
-                return [q + DELTA * (np.abs(p) + np.abs(q - p)) * noise.standard_normal(q.shape)
-                        for p, q in zip(params, new, strict=True)], state
-            opt = Optimizer(base.init, update)
+            opt = Optimizer(base.init, lambda grads, state, params: noisy_update(
+                base, moved(noise, grads, seen["grad_m"]), state, params, noise))
         final, states, history = network.train(prob.arch, p, s, x, t, opt, batches, prob.bn,
                                                callback)
         return [np.asarray(history), *[a for st_ in states for a in st_], *final], seen["loss_m"]
@@ -130,14 +125,9 @@ def test_network_training(backend, dtype, component, optimizer, data):
             backend, prob.arch, prob.params, prob.state, prob.x, prob.target, optimizer, hyper,
             batches, prob.bn, dtype)
     # condition on the inputs, plus how each step's gradient rounding (eps M) propagates
-    conds = sensitivity(lambda a: run(a)[0], arrays)
-    noise = np.random.default_rng(20261124)
-    spread = [np.zeros_like(e) for e in expected]
-    for _ in range(4):
-        moved, _ = run(arrays, noise)
-        spread = [np.maximum(sp, np.abs(mv - e)) for sp, mv, e in zip(spread, moved, expected,
-                                                                        strict=True)]
-    conds = [c + sp / DELTA for c, sp in zip(conds, spread, strict=True)]
+    conds = [c + s for c, s in zip(sensitivity(lambda a: run(a)[0], arrays),
+                                   spread(lambda noise: run(arrays, noise)[0], expected),
+                                   strict=True)]
     conds[0] = conds[0] + np.asarray(loss_m)  # each recorded loss carries its own rounding
     terms = prob.terms * steps
     assert_close("loss history", history, expected[0], dtype, conds[0], terms)

@@ -28,11 +28,10 @@ from backends.compose_denoiser import call_denoiser_loss_and_grads, call_train_d
 from properties.architectures import network_terms
 from properties.checks import unsupported_example
 from properties.coverage import stratum
-from properties.lm_terms import spread
 from properties.record import current_record
 from properties.scoped import note_arguments
 from properties.strategies import conventions, seeded_array
-from properties.tolerance import DELTA, assert_close, round_to, sensitivity
+from properties.tolerance import DELTA, assert_close, moved, noisy_update, round_to, sensitivity, spread
 from properties.vae_cases import OPTIMIZERS, draw_hyper
 from reference import diffusion as D
 from reference import network as Net
@@ -161,13 +160,8 @@ def test_denoiser_training(backend, dtype, data):
                 loss_m, grad_m = network_terms(model.architecture(), p, [], h, target, {})
                 loss_ms.append(loss_m)
             if noise is not None:
-                grads = [g + DELTA * m * noise.standard_normal(g.shape)
-                         for g, m in zip(grads, grad_m, strict=True)]
-            new, state = opt.update(grads, state, p)
-            if noise is not None:
-                new = [q + DELTA * (np.abs(a) + np.abs(q - a)) * noise.standard_normal(q.shape)
-                       for a, q in zip(p, new, strict=True)]
-            p = new
+                grads = moved(noise, grads, grad_m)
+            p, state = noisy_update(opt, grads, state, p, noise)
         return [np.asarray(history), *p]
 
     arrays = [*params, *(b.x0 for b in batches), *(b.noise for b in batches), ac]

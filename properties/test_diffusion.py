@@ -28,11 +28,10 @@ from properties import diffusion_cases as DC
 from properties import tolerance as Tol
 from properties.checks import unsupported_example
 from properties.coverage import stratum
-from properties.lm_terms import spread
 from properties.record import current_record
 from properties.scoped import note_arguments
 from properties.strategies import conventions
-from properties.tolerance import DELTA, assert_close, assert_within, round_to, sensitivity
+from properties.tolerance import DELTA, assert_close, assert_within, round_to, sensitivity, spread
 from reference import diffusion as Df
 
 pytestmark = [pytest.mark.dtypes("float32", "float64")]

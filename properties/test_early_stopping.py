@@ -30,7 +30,7 @@ from properties.checks import unsupported_example
 from properties.coverage import stratum
 from properties.record import current_record
 from properties.strategies import conventions
-from properties.tolerance import DELTA, assert_close, sensitivity, tolerance
+from properties.tolerance import assert_close, moved, noisy_update, sensitivity, spread, tolerance
 from reference import early_stopping as ES
 from reference import network
 from reference.optimizers import Optimizer, make_optimizer
@@ -247,13 +247,8 @@ def test_early_stopping_training_loop(backend, dtype, data):
 
         opt = base
         if noise is not None:
-            def update(grads, state, params):
-                moved = [g + DELTA * m * noise.standard_normal(g.shape)
-                         for g, m in zip(grads, seen["grad_m"], strict=True)]
-                new, state = base.update(moved, state, params)
-                return [q + DELTA * (np.abs(r) + np.abs(q - r)) * noise.standard_normal(q.shape)
-                        for r, q in zip(params, new, strict=True)], state
-            opt = Optimizer(base.init, update)
+            opt = Optimizer(base.init, lambda grads, state, params: noisy_update(
+                base, moved(noise, grads, seen["grad_m"]), state, params, noise))
         history, loss_m, after = [], [], []
         for e in range(epochs):
             p, _, _ = network.train(prob.arch, p, s, x[:n_train], t[:n_train], opt, [batches[e]],
@@ -266,14 +261,9 @@ def test_early_stopping_training_loop(backend, dtype, data):
 
     arrays = prob.float_inputs()
     expected, loss_m = run(arrays)
-    conds = sensitivity(lambda a: run(a)[0], arrays)
-    noise = np.random.default_rng(20261124)
-    spread = [np.zeros_like(e) for e in expected]
-    for _ in range(4):
-        moved, _ = run(arrays, noise)
-        spread = [np.maximum(sp, np.abs(mv - e)) for sp, mv, e in zip(spread, moved, expected,
-                                                                        strict=True)]
-    conds = [c + sp / DELTA for c, sp in zip(conds, spread, strict=True)]
+    conds = [c + s for c, s in zip(sensitivity(lambda a: run(a)[0], arrays),
+                                   spread(lambda noise: run(arrays, noise)[0], expected),
+                                   strict=True)]
     conds[0] = conds[0] + np.asarray(loss_m)
     terms = prob.terms * epochs
     policy = _loop_policy(data, backend, float(expected[0][0]))

@@ -30,9 +30,8 @@ from backends.compose_gan import (
 from properties import gan_cases as GC
 from properties.checks import unsupported_example
 from properties.coverage import stratum
-from properties.lm_terms import spread
 from properties.record import current_record
-from properties.tolerance import assert_close, assert_within, sensitivity
+from properties.tolerance import assert_close, assert_within, sensitivity, spread
 from reference import gan
 from reference.optimizers import make_optimizer
 

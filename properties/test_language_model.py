@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 from backends.compose_lm import call_lm_loss_and_grads, call_train_lm
 from properties import lm_cases as LC
 from properties.checks import unsupported_example
-from properties.lm_terms import NoisyLM, spread, train_trace
+from properties.lm_terms import NoisyLM, train_trace
 from properties.record import current_record
-from properties.tolerance import assert_close, sensitivity
+from properties.tolerance import assert_close, sensitivity, spread
 from reference import language_model as LM
 from reference.optimizers import make_optimizer
 

@@ -25,10 +25,17 @@ from backends.compose_vae import call_train_vae, call_vae_loss_and_grads
 from properties import vae_cases as VC
 from properties.checks import unsupported_example
 from properties.coverage import stratum
-from properties.lm_terms import spread
 from properties.record import current_record
 from properties.strategies import conventions, seeded_array
-from properties.tolerance import DELTA, assert_close, assert_within, sensitivity, tolerance
+from properties.tolerance import (
+    assert_close,
+    assert_within,
+    moved,
+    noisy_update,
+    sensitivity,
+    spread,
+    tolerance,
+)
 from reference import vae as V
 from reference.optimizers import make_optimizer
 
@@ -91,14 +98,8 @@ def test_vae_training(backend, dtype, data):
             value, grads, _ = V.loss_and_grads(model, p, x, eps)
             history.append(value)
             if noise is not None:
-                grad_m = VC.vae_terms(model, p, x, eps)[3]
-                grads = [g + DELTA * m * noise.standard_normal(g.shape)
-                         for g, m in zip(grads, grad_m, strict=True)]
-            new, state = opt.update(grads, state, p)
-            if noise is not None:
-                new = [q + DELTA * (np.abs(a) + np.abs(q - a)) * noise.standard_normal(q.shape)
-                       for a, q in zip(p, new, strict=True)]
-            p = new
+                grads = moved(noise, grads, VC.vae_terms(model, p, x, eps)[3])
+            p, state = noisy_update(opt, grads, state, p, noise)
         return [np.asarray(history), *p]
 
     arrays = [*case.params, *xs, *epss]

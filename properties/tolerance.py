@@ -78,6 +78,43 @@ def sensitivity(f: Callable[[list[np.ndarray]], object], inputs: Sequence[np.nda
     return [s / DELTA for s in spread]
 
 
+def spread(run: Callable[[np.random.Generator | None], list[np.ndarray]],
+           base: Sequence[np.ndarray] | None = None, probes: int = _PROBES) -> list[np.ndarray]:
+    """What a run's per-step rounding becomes at each of its results: the largest change over
+    ``probes`` noisy runs ``run(noise)`` (each step moved by DELTA times its rounding
+    magnitudes, ``moved`` and ``noisy_update``) from the exact one (``base``, else
+    ``run(None)``), divided by DELTA."""
+    rng = np.random.default_rng(20261124)
+    base = [np.asarray(b, dtype=np.float64) for b in (run(None) if base is None else base)]
+    out = [np.zeros_like(b) for b in base]
+    for _ in range(probes):
+        with np.errstate(all="ignore"):
+            moved_ = run(rng)
+        for s, m, b in zip(out, moved_, base, strict=True):
+            d = np.abs(np.asarray(m, dtype=np.float64) - b)
+            np.maximum(s, np.where(np.isfinite(d), d, 0.0), out=s)
+    return [s / DELTA for s in out]
+
+
+def moved(noise: np.random.Generator | None, values: Sequence[np.ndarray],
+          magnitudes: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Each value v + DELTA m z (z standard normal from ``noise``): a rounding of magnitude m
+    in a random direction; the values unchanged when ``noise`` is None."""
+    if noise is None:
+        return list(values)
+    return [v + DELTA * m * noise.standard_normal(np.shape(v))
+            for v, m in zip(values, magnitudes, strict=True)]
+
+
+def noisy_update(opt, grads: Sequence[np.ndarray], state, params: Sequence[np.ndarray],
+                 noise: np.random.Generator | None) -> tuple[list[np.ndarray], object]:
+    """``opt.update(grads, state, params)`` with each new parameter q moved by DELTA times
+    |p| + |q - p| (a backend stores p - u in its dtype); exact when ``noise`` is None."""
+    new, state = opt.update(list(grads), state, list(params))
+    return moved(noise, new, [np.abs(p) + np.abs(q - p) for p, q in zip(params, new,
+                                                                       strict=True)]), state
+
+
 def tolerance(expected: np.ndarray, dtype: str, condition: np.ndarray | None = None,
               terms: int = 1) -> np.ndarray:
     """Per-element bound FACTOR eps (sqrt(terms) S + |expected|) + FACTOR tiny."""

@@ -91,27 +91,24 @@ def dropout_vjp(x: np.ndarray, g: np.ndarray, mask: np.ndarray, p: float,
     return (_scaled(g, m, p) if training else g.copy(),)
 
 
-def _dropout2d_inputs(x, mask, p):
+def _channel_mask(x, mask) -> tuple[np.ndarray, np.ndarray]:
+    """x (N, C, H, W) or (N, C, L), and the (N, C) mask broadcast over its trailing axes."""
     x = as_float("x", x, ndim=(3, 4))
-    p = in_unit_interval("p", p, closed_right=True)
     m = _mask(mask, x.shape[:2], "(N, C) of x")
-    return x, m.reshape(m.shape + (1,) * (x.ndim - 2)), p
+    return x, np.broadcast_to(m.reshape(m.shape + (1,) * (x.ndim - 2)), x.shape)
 
 
 def dropout2d(x: np.ndarray, mask: np.ndarray, p: float, training: bool = True) -> np.ndarray:
     """Channel dropout: y[n, c] = x[n, c] mask[n, c] / (1 - p) (training), x (not training);
     x (N, C, H, W) or (N, C, L), mask (N, C) of 0/1, p in [0, 1] (p = 1: zeros)."""
-    x, m, p = _dropout2d_inputs(x, mask, p)
-    return _scaled(x, m, p) if training else x.copy()
+    return dropout(*_channel_mask(x, mask), p, training)
 
 
 def dropout2d_vjp(x: np.ndarray, g: np.ndarray, mask: np.ndarray, p: float,
                   training: bool = True) -> tuple[np.ndarray]:
     """(dx,) = (g[n, c] mask[n, c] / (1 - p),) when training, (g,) when not."""
-    x, m, p = _dropout2d_inputs(x, mask, p)
-    g = as_float("g", g)
-    same_shape("g", g, "x", x)
-    return (_scaled(g, m, p) if training else g.copy(),)
+    x, m = _channel_mask(x, mask)
+    return dropout_vjp(x, g, m, p, training)
 
 
 def mask_from_output(x: np.ndarray, y: np.ndarray) -> np.ndarray:
