@@ -47,6 +47,23 @@ def row_indices(name: str, idx, rows: int) -> np.ndarray:
     return a
 
 
+def arrays_of_shapes(name: str, arrays, shapes: Sequence[tuple[int, ...]], owner: object
+                     ) -> list[np.ndarray]:
+    """A sequence of len(shapes) arrays, each of its shape, as float64 (``owner`` names whose
+    shapes they are in the error)."""
+    if isinstance(arrays, np.ndarray) or not isinstance(arrays, Sequence) \
+            or len(arrays) != len(shapes):
+        got = len(arrays) if isinstance(arrays, Sequence) else type(arrays).__name__
+        raise ValueError(f"{name}: expected {len(shapes)} arrays ({owner}), got {got}")
+    out = []
+    for i, (a, s) in enumerate(zip(arrays, shapes, strict=True)):
+        a = as_float(f"{name}[{i}]", a)
+        if a.shape != tuple(s):
+            raise ValueError(f"{name}[{i}]: expected shape {tuple(s)}, got {a.shape}")
+        out.append(a)
+    return out
+
+
 def same_shape(name: str, a: np.ndarray, ref_name: str, ref: np.ndarray) -> None:
     if a.shape != ref.shape:
         raise ValueError(f"{name}: expected the shape of {ref_name} {ref.shape}, got {a.shape}")

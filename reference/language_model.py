@@ -30,7 +30,7 @@ from reference import dense as D
 from reference import embedding as E
 from reference import losses as Lo
 from reference import recurrent as R
-from reference._validate import as_float, positive
+from reference._validate import arrays_of_shapes, as_float, positive
 from reference.optimizers import Optimizer
 
 CELLS = ("lstm", "gru")
@@ -91,18 +91,8 @@ def zero_state(model: CharLM, n: int) -> State:
 
 
 def _params(model: CharLM, params) -> list[np.ndarray]:
-    shapes = model.param_shapes()
-    if isinstance(params, np.ndarray) or not isinstance(params, Sequence) \
-            or len(params) != len(shapes):
-        got = len(params) if isinstance(params, Sequence) else type(params).__name__
-        raise ValueError(f"params: expected {len(shapes)} arrays ({model}), got {got}")
-    out = []
-    for i, (p, s) in enumerate(zip(params, shapes, strict=True)):
-        p = as_float(f"params[{i}]", p)
-        if p.shape != s:
-            raise ValueError(f"params[{i}]: expected shape {s}, got {p.shape}")
-        out.append(p)
-    return out
+    """params checked against the model's shapes and cast to float64."""
+    return arrays_of_shapes("params", params, model.param_shapes(), model)
 
 
 def _tokens(name: str, tokens, vocab: int, shape: tuple[int, ...] | None = None) -> np.ndarray:

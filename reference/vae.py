@@ -44,7 +44,7 @@ import numpy as np
 
 from reference import losses as Lo
 from reference import network
-from reference._validate import as_float, positive
+from reference._validate import arrays_of_shapes, as_float, positive
 from reference.network import Architecture, Layer
 from reference.optimizers import Optimizer
 
@@ -237,18 +237,7 @@ def reconstruction_loss_vjp(logits_or_mean: np.ndarray, x: np.ndarray, g: float,
 
 def _params(model: VAE, params) -> list[np.ndarray]:
     """params checked against the model's shapes and cast to float64."""
-    shapes = model.param_shapes()
-    if isinstance(params, np.ndarray) or not isinstance(params, Sequence) \
-            or len(params) != len(shapes):
-        got = len(params) if isinstance(params, Sequence) else type(params).__name__
-        raise ValueError(f"params: expected {len(shapes)} arrays ({model}), got {got}")
-    out = []
-    for i, (p, s) in enumerate(zip(params, shapes, strict=True)):
-        p = as_float(f"params[{i}]", p)
-        if p.shape != s:
-            raise ValueError(f"params[{i}]: expected shape {s}, got {p.shape}")
-        out.append(p)
-    return out
+    return arrays_of_shapes("params", params, model.param_shapes(), model)
 
 
 def _inputs(model: VAE, params, x, eps) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
