@@ -235,39 +235,42 @@ def alphas_cumprod(betas: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------- forward process
 
+def _noising(x0, noise, timesteps, alphas_cumprod, g=None):
+    """x0, noise checked, (sqrt(abar_t), sqrt(1 - abar_t)) per sample broadcast over x0, and
+    the cotangent g of x0's shape where given."""
+    x0, noise = _pair(x0, noise)
+    sa, sb = _per_sample(timesteps, x0.shape[0], _cumprod(alphas_cumprod), x0.ndim)
+    if g is not None:
+        g = as_float("g", g)
+        same_shape("g", g, "x0", x0)
+    return x0, noise, sa, sb, g
+
+
 def add_noise(x0: np.ndarray, noise: np.ndarray, timesteps: np.ndarray,
               alphas_cumprod: np.ndarray) -> np.ndarray:
     """x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise: x0, noise (N, ...), timesteps (N,)."""
-    x0, noise = _pair(x0, noise)
-    sa, sb = _per_sample(timesteps, x0.shape[0], _cumprod(alphas_cumprod), x0.ndim)
+    x0, noise, sa, sb, _ = _noising(x0, noise, timesteps, alphas_cumprod)
     return sa * x0 + sb * noise
 
 
 def add_noise_vjp(x0: np.ndarray, noise: np.ndarray, timesteps: np.ndarray,
                   alphas_cumprod: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(dx0, dnoise) = (sqrt(abar_t) g, sqrt(1 - abar_t) g)."""
-    x0, noise = _pair(x0, noise)
-    sa, sb = _per_sample(timesteps, x0.shape[0], _cumprod(alphas_cumprod), x0.ndim)
-    g = as_float("g", g)
-    same_shape("g", g, "x0", x0)
+    _, _, sa, sb, g = _noising(x0, noise, timesteps, alphas_cumprod, g)
     return sa * g, sb * g
 
 
 def velocity(x0: np.ndarray, noise: np.ndarray, timesteps: np.ndarray,
              alphas_cumprod: np.ndarray) -> np.ndarray:
     """v = sqrt(abar_t) noise - sqrt(1 - abar_t) x0: x0, noise (N, ...), timesteps (N,)."""
-    x0, noise = _pair(x0, noise)
-    sa, sb = _per_sample(timesteps, x0.shape[0], _cumprod(alphas_cumprod), x0.ndim)
+    x0, noise, sa, sb, _ = _noising(x0, noise, timesteps, alphas_cumprod)
     return sa * noise - sb * x0
 
 
 def velocity_vjp(x0: np.ndarray, noise: np.ndarray, timesteps: np.ndarray,
                  alphas_cumprod: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(dx0, dnoise) = (-sqrt(1 - abar_t) g, sqrt(abar_t) g)."""
-    x0, noise = _pair(x0, noise)
-    sa, sb = _per_sample(timesteps, x0.shape[0], _cumprod(alphas_cumprod), x0.ndim)
-    g = as_float("g", g)
-    same_shape("g", g, "x0", x0)
+    _, _, sa, sb, g = _noising(x0, noise, timesteps, alphas_cumprod, g)
     return -sb * g, sa * g
 
 
