@@ -2,7 +2,7 @@
 # Run the asv benchmarks against the current Python environment (nothing is built or
 # installed), record the results under the current commit, and publish the HTML.
 #
-#   benchmarks/run.sh                  # bench_mlp, bench_cnn, bench_rnn, bench_certify for HEAD
+#   benchmarks/run.sh                  # every bench_* family and bench_certify for HEAD
 #   benchmarks/run.sh --quick          # extra arguments go to `asv run`
 #   COMMIT=<rev> benchmarks/run.sh     # record the results under another commit of this
 #                                      # repository (a sha, branch or tag naming a commit)
@@ -37,7 +37,8 @@ grep -qs "\"$(python3 -c 'import platform; print(platform.node())')\"" "$HOME/.a
     || asv machine --yes >/dev/null
 
 asv run --python=same --set-commit-hash "$sha" \
-    --record-samples --cpu-affinity 0 --show-stderr -b 'bench_(mlp|cnn|rnn|certify)' "$@"
+    --record-samples --cpu-affinity 0 --show-stderr \
+    -b 'bench_(mlp|cnn|rnn|generative|practice|certify)' "$@"
 rc=$?  # 2 when a benchmark failed; the results of the others are still saved
 python3 benchmarks/publish.py || { [ "$rc" -eq 0 ] && rc=1; }
 exit "$rc"

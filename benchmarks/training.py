@@ -87,10 +87,7 @@ if _ROOT not in sys.path:
 
 from backends.base import BackendUnavailable  # noqa: E402
 from backends.loader import load_backend  # noqa: E402
-from reference import registry  # noqa: E402
-
-BACKENDS = ("numpy", "torch", "jax")
-from reference import network  # noqa: E402
+from reference import network, registry  # noqa: E402
 
 BACKENDS = ("numpy", "torch", "jax")
 DEVICES = tuple(d.strip() for d in os.environ.get("TOUCHSTONE_BENCH_DEVICES", "cpu").split(",")

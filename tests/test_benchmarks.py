@@ -1,7 +1,7 @@
-"""The asv MLP, CNN, recurrent and generative benchmarks run one timed call on every backend (in a
-subprocess, since the benchmark module pins the process to one core and one BLAS thread); the
-recurrent benchmarks' backends start from the same weights (the same first loss and LSTM
-gradients), and their oracle/torch ratio runs."""
+"""The asv MLP, CNN, recurrent, generative and training-practice benchmarks run one timed call
+on every backend (in a subprocess, since the benchmark module pins the process to one core and
+one BLAS thread); the recurrent benchmarks' backends start from the same weights (the same first
+loss and LSTM gradients), and the oracle/torch ratios run."""
 
 from __future__ import annotations
 
@@ -44,6 +44,13 @@ for cls in (GANTrainStep, VAETrainStep, DenoiserTrainStep):
     g = cls()
     g.setup(sys.argv[1], "cpu")
     g.time_step(sys.argv[1], "cpu")
+from benchmarks.bench_practice import AugmentPipeline, RegularizedMLPTrainStep
+r = RegularizedMLPTrainStep()
+r.setup(sys.argv[1], "cpu")
+r.time_step(sys.argv[1], "cpu")
+a = AugmentPipeline()
+a.setup(sys.argv[1], "cpu")
+a.time_pipeline(sys.argv[1], "cpu")
 print("ok")
 """
 
@@ -94,6 +101,20 @@ def test_rnn_benchmarks_share_weights_and_ratio_runs():
 def test_generative_ratio_runs():
     need("torch", reason="torch is not installed (CI installs it and requires it)")
     script = ("from benchmarks import bench_generative as B\n"
+              "B.ROUNDS, B.PAIRS = 1, 1\n"
+              "for work in B.WORKS:\n"
+              "    r = B.OracleOverTorch()\n"
+              "    r.setup(work)\n"
+              "    assert r.track_ratio(work) > 0\n"
+              "print('ok')\n")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
+
+
+def test_practice_ratio_runs():
+    need("torch", reason="torch is not installed (CI installs it and requires it)")
+    script = ("from benchmarks import bench_practice as B\n"
               "B.ROUNDS, B.PAIRS = 1, 1\n"
               "for work in B.WORKS:\n"
               "    r = B.OracleOverTorch()\n"
