@@ -16,6 +16,12 @@ Conventions (dm_pix 0.4.5, _src/augment.py): rotate(order=0 | 1, mode='constant'
 samples a point outside [0, H - 1] x [0, W - 1] as the fill, whole, and rounds nearest half
 away from zero (jax.scipy.ndimage.map_coordinates' lax.round): sampling 'pix'.
 adjust_brightness adds a delta (``image + delta``), no clamp: mode 'add'.
+
+random_crop is ``dm_pix.random_crop(jax.random.key(seed), x, crop_sizes=(N, C, h, w))`` on
+the NCHW batch (its key split in four, one ``jax.random.randint(k, (), 0, size - crop + 1)``
+per axis, then lax.dynamic_slice: one crop for the whole batch), jitted once per shape and
+crop size, the seed traced: the key is made in the trace, the crops those of an eager
+``key(seed)``, at a quarter of the cost of passing the key in (its eager device_put).
 """
 
 from __future__ import annotations
@@ -85,6 +91,10 @@ def _resized_crop(x, *, box: tuple[int, int, int, int], size: tuple[int, int], a
                                          antialias=False)
 
 
+def _random_crop(x, seed, *, size: tuple[int, int]):
+    return pix.random_crop(jax.random.key(seed), x, crop_sizes=(*x.shape[:2], *size))
+
+
 class JaxAugment(AugmentBackend):
     """dm_pix's augmentations and jax.image.resize."""
 
@@ -138,3 +148,10 @@ class JaxAugment(AugmentBackend):
                               box=(int(top), int(left), int(height), int(width)),
                               size=(int(size[0]), int(size[1])), antialias=bool(antialias),
                               align_corners=bool(align_corners))(x)
+
+    def random_crop(self, x: jax.Array, size: Sequence[int], seed: int) -> jax.Array:
+        """dm_pix.random_crop(key(seed), x, (N, C, h, w))."""
+        if x.ndim != 4:
+            raise ValueError(f"x: expected (N, C, H, W), got shape {tuple(x.shape)}")
+        return self._compiled("random_crop", _random_crop, size=(int(size[0]), int(size[1])))(
+            x, int(seed))

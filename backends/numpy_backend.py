@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from backends.augment import NumpyAugment
 from backends.base import Backend, Unsupported
 from backends.compose_denoiser import ChainedDenoiser
 from backends.compose_gan import ChainedGAN
@@ -22,7 +23,7 @@ from reference import optimizers as O
 
 class NumpyBackend(Backend, NumpyRecurrent, ChainedLanguageModel, ChainedGAN, ChainedVAE,
                    ChainedDenoiser, NumpyDiffusion, NumpyRegularization,
-                   NumpyPractice):
+                   NumpyPractice, NumpyAugment):
     """reference/ itself. Certifying it checks the suite's plumbing and the invariants."""
 
     name = "numpy"

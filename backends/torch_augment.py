@@ -12,6 +12,12 @@ adjust_brightness_image): mode 'multiply_clamp'. resized_crop is crop_image then
 F.interpolate(mode='bilinear', align_corners=False, antialias=antialias); torchvision has no
 align_corners, so align_corners=True is F.interpolate(align_corners=True) of the sliced crop,
 as users write it.
+
+random_crop is ``transforms.v2.RandomCrop(size)`` called on the batch (_geometry.py
+RandomCrop.make_params: ``torch.randint(0, H - h + 1, size=())`` for top, then for left, each
+drawn only where the axis has more than one position; one crop for the whole batch), under
+the CPU default generator seeded with ``seed`` (backends/torch_regularization.py ``seeded``):
+torch.randint without a device draws on the CPU whatever the image's device.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import torch.nn.functional as F
 
 from backends.augment import AugmentBackend
 from backends.base import Unsupported
+from backends.torch_regularization import seeded
 
 
 @functools.cache
@@ -45,6 +52,14 @@ def _interpolation(name: str) -> Any:
     if name not in modes:
         raise ValueError(f"interpolation: expected one of {tuple(modes)}, got {name!r}")
     return modes[name]
+
+
+@functools.cache
+def _random_crop(size: tuple[int, int]) -> Any:
+    """transforms.v2.RandomCrop(size), built at first use (torchvision imported then)."""
+    _functional()
+    from torchvision.transforms.v2 import RandomCrop
+    return RandomCrop(size)
 
 
 class TorchAugment(AugmentBackend):
@@ -95,3 +110,10 @@ class TorchAugment(AugmentBackend):
         return _functional().resized_crop(x, top, left, height, width, list(size),
                                           interpolation=_interpolation("bilinear"),
                                           antialias=bool(antialias))
+
+    def random_crop(self, x: torch.Tensor, size: Sequence[int], seed: int) -> torch.Tensor:
+        """RandomCrop(size)(x), the CPU default generator seeded with ``seed``."""
+        if x.dim() != 4:
+            raise ValueError(f"x: expected (N, C, H, W), got shape {tuple(x.shape)}")
+        with seeded(torch.device("cpu"), seed):
+            return _random_crop((int(size[0]), int(size[1])))(x)

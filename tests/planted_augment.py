@@ -96,6 +96,42 @@ class ResizeHalfPixelDropped(Planted):
                          crop, _half_pixel_dropped(width, size[1], antialias, align_corners))
 
 
+class CropBoundExclusive(Planted):
+    """The random crop's upper bound exclusive twice: rng.integers(0, H - h) where the
+    window's last position is H - h (randint's inclusive bound carried over to an exclusive
+    one; torchvision's get_params draws torch.randint(0, h - th + 1)), kept >= 1 so a full
+    axis still crops: the last top and left are never drawn."""
+
+    name, component = "planted-crop-bound-exclusive", "random_crop"
+
+    def crop_position(self, seed, positions):
+        rng = np.random.default_rng(seed)
+        return (int(rng.integers(0, max(positions[0] - 1, 1))),
+                int(rng.integers(0, max(positions[1] - 1, 1))))
+
+
+class CropOneNumber(Planted):
+    """One random number for top and left (``i = j = randint(...)``, code written for square
+    images and crops), drawn on the shorter axis' positions: the crops lie on the diagonal."""
+
+    name, component = "planted-crop-one-number", "random_crop"
+
+    def crop_position(self, seed, positions):
+        r = int(np.random.default_rng(seed).integers(0, min(positions)))
+        return r, r
+
+
+class CropCentred(Planted):
+    """The centre crop whatever the seed: a random crop that ignores its randomness (the
+    evaluation transform, CenterCrop, left in the training pipeline)."""
+
+    name, component = "planted-crop-centred", "random_crop"
+
+    def crop_position(self, seed, positions):
+        return (positions[0] - 1) // 2, (positions[1] - 1) // 2
+
+
 AUGMENT_PLANTED = [RotateClockwise, RotateVjpSameAngle, NearestRotationRoundsDown, HflipVertical,
-                   BrightnessUnclamped, ResizeHalfPixelDropped]
+                   BrightnessUnclamped, ResizeHalfPixelDropped, CropBoundExclusive, CropOneNumber,
+                   CropCentred]
 """The data-augmentation family's planted bugs."""
