@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -74,22 +75,59 @@ def _oracle(name: str, inp: Inputs):
     return f, [*inp.primals, *(inp.kwargs[k] for k in keys)]
 
 
-def check_forward(backend: Backend, name: str, inp: Inputs, dtype: str) -> None:
+@dataclass
+class Expected:
+    """The oracle's side of one checked call: per compared array, its label and the oracle's
+    value; ``conditions()``, their condition terms (S + M of the tolerance policy), measured
+    when asked: after the backend ran, so an example it sets aside costs no perturbed runs.
+    ``cotangents``: a VJP's drawn cotangents, one per output (None: not differentiated)."""
+
+    labels: list[str]
+    values: list[np.ndarray]
+    conditions: Callable[[], list[np.ndarray]]
+    cotangents: tuple[np.ndarray | None, ...] = ()
+
+
+def forward_expected(name: str, inp: Inputs) -> Expected:
+    """The oracle's outputs of component ``name`` on ``inp``, one per output."""
     f, arrays = _oracle(name, inp)
     expected = f(arrays)
-    with unsupported_example():
-        actual = harness.call(backend, name, inp.primals, inp.kwargs, dtype)
-    conds = _with_terms(sensitivity(f, arrays), forward_terms(name, inp.primals, inp.kwargs))
     rec = registry.get(name)
-    outputs = rec.outputs
+
+    def conditions() -> list[np.ndarray]:
+        return _with_terms(sensitivity(f, arrays), forward_terms(name, inp.primals, inp.kwargs))
+
     if not rec.multi_output:
-        assert_close(f"{name} forward", actual, expected, dtype, conds[0], inp.terms)
-        return
+        return Expected([f"{name} forward"], [expected], conditions)
+    return Expected([f"{name} {what}" for what in rec.outputs], list(expected), conditions)
+
+
+def forward_actual(backend: Backend, name: str, inp: Inputs, dtype: str) -> list[np.ndarray]:
+    """The backend's outputs of component ``name`` on ``inp``, one per output."""
+    actual = harness.call(backend, name, inp.primals, inp.kwargs, dtype)
+    rec = registry.get(name)
+    if not rec.multi_output:
+        return [actual]
+    outputs = rec.outputs
     if not isinstance(actual, list | tuple) or len(actual) != len(outputs):
         raise AssertionError(f"{name}: expected the {len(outputs)} outputs {outputs}, got "
                              f"{type(actual).__name__}")
-    for what, a, e, c in zip(outputs, actual, expected, conds, strict=True):
-        assert_close(f"{name} {what}", a, e, dtype, c, inp.terms)
+    return list(actual)
+
+
+def assert_expected(expected: Expected, actual: list[np.ndarray], dtype: str, terms: int
+                    ) -> None:
+    """Every array of ``actual`` close to the oracle's under the policy (assert_close)."""
+    for what, a, e, c in zip(expected.labels, actual, expected.values, expected.conditions(),
+                             strict=True):
+        assert_close(what, a, e, dtype, c, terms)
+
+
+def check_forward(backend: Backend, name: str, inp: Inputs, dtype: str) -> None:
+    expected = forward_expected(name, inp)
+    with unsupported_example():
+        actual = forward_actual(backend, name, inp, dtype)
+    assert_expected(expected, actual, dtype, inp.terms)
 
 
 def _with_terms(conds: list[np.ndarray], m) -> list[np.ndarray]:
@@ -101,9 +139,9 @@ def _with_terms(conds: list[np.ndarray], m) -> list[np.ndarray]:
     return [c + mi for c, mi in zip(conds, ms, strict=True)]
 
 
-def check_vjp(backend: Backend, name: str, inp: Inputs, dtype: str, data: st.DataObject) -> None:
-    """The gradient of every primal for a drawn cotangent of every differentiated output
-    (None for the others), against the oracle's VJP."""
+def vjp_expected(name: str, inp: Inputs, dtype: str, data: st.DataObject) -> Expected:
+    """The oracle's gradient of every primal for a drawn cotangent of every differentiated
+    output (None for the others)."""
     rec = registry.get(name)
     f, arrays = _oracle(name, inp)
     outs = f(arrays)
@@ -122,14 +160,32 @@ def check_vjp(backend: Backend, name: str, inp: Inputs, dtype: str, data: st.Dat
 
     live_cots = [cots[i] for i in live]
     expected = g([*arrays, *live_cots])
+
+    def conditions() -> list[np.ndarray]:
+        conds = sensitivity(g, [*arrays, *live_cots])
+        ms = vjp_terms(name, inp.primals, inp.kwargs, cots)
+        if ms is not None:
+            conds = [c + m for c, m in zip(conds, ms, strict=True)]
+        return conds
+
+    return Expected([f"{name} vjp wrt {rec.inputs[i]}" for i in range(len(expected))],
+                    list(expected), conditions, cots)
+
+
+def vjp_actual(backend: Backend, name: str, inp: Inputs, cotangents: tuple, dtype: str
+               ) -> list[np.ndarray]:
+    """The backend's gradient of every primal of component ``name`` for ``cotangents``."""
+    _, actual = harness.call_vjp(backend, name, inp.primals, inp.kwargs, cotangents, dtype)
+    return list(actual)
+
+
+def check_vjp(backend: Backend, name: str, inp: Inputs, dtype: str, data: st.DataObject) -> None:
+    """The gradient of every primal for a drawn cotangent of every differentiated output
+    (None for the others), against the oracle's VJP."""
+    expected = vjp_expected(name, inp, dtype, data)
     with unsupported_example():
-        _, actual = harness.call_vjp(backend, name, inp.primals, inp.kwargs, cots, dtype)
-    conds = sensitivity(g, [*arrays, *live_cots])
-    ms = vjp_terms(name, inp.primals, inp.kwargs, cots)
-    if ms is not None:
-        conds = [c + m for c, m in zip(conds, ms, strict=True)]
-    for i, (a, e, c) in enumerate(zip(actual, expected, conds, strict=True)):
-        assert_close(f"{name} vjp wrt {rec.inputs[i]}", a, e, dtype, c, inp.terms)
+        actual = vjp_actual(backend, name, inp, expected.cotangents, dtype)
+    assert_expected(expected, actual, dtype, inp.terms)
 
 
 def expected_and_tolerance(name: str, primals: tuple[np.ndarray, ...], kwargs: dict,

@@ -5,7 +5,9 @@ Options: --backend (comma list of short names, module:Class paths or entry point
 --require-backends (or TOUCHSTONE_REQUIRE_BACKENDS=1: an unavailable backend fails instead
 of being skipped), --test-timeout (seconds a test may run; the profile's TIMEOUTS default),
 --replay-failures (failed tests a certification replays in a fresh process), --run-dir (keep
-the run directory there). Profiles: dev (default), ci, planted, thorough.
+the run directory there), --against (a second backend for the three-way tests of
+properties/test_three_way.py, deselected without it). Profiles: dev (default), ci, planted,
+thorough.
 
 A certification survives its backend: it runs the tests in pytest-xdist workers (one, unless
 -n asks for more), so a test that crashes its process or runs past its time ends only its
@@ -35,7 +37,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.errors import FailedHealthCheck, Flaky, Unsatisfiable, UnsatisfiedAssumption
 
-from backends.base import Backend, BackendUnavailable
+from backends.base import Backend, BackendUnavailable, KnownDivergence
 from backends.loader import BUILTIN, resolve
 from properties import coverage, flaky, report, runlog, scheduling
 from properties.record import Record, start_record
@@ -63,6 +65,9 @@ DEFAULT_BACKENDS = "numpy,torch,jax"
 _STATE = pytest.StashKey[dict]()
 #: the scoped known divergences matching a test (judged per example, properties.scoped)
 _SCOPED = pytest.StashKey[tuple]()
+#: the argument a three-way test's failing example notes (properties.scoped.note_arguments):
+#: the sides ("backend", "against") that diverged from the oracle
+DIVERGED = "three_way_diverged"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -85,6 +90,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="keep the run directory (results.jsonl, the examples logs) in this "
                      "directory and leave it there (default: a temporary one, removed after "
                      "a run that ends)")
+    g.addoption("--against", default=None, metavar="SPEC[@DEVICE]",
+                help="a second backend (device: --device unless given) run beside each "
+                     "--backend and the oracle on the same examples by the three-way tests "
+                     "(properties/test_three_way.py), e.g. torch@cuda; without it those tests "
+                     "are deselected")
     g.addoption("--require-backends", action="store_true",
                 default=os.environ.get("TOUCHSTONE_REQUIRE_BACKENDS", "") not in ("", "0"),
                 help="fail, instead of skip, when a selected backend is unavailable")
@@ -156,6 +166,12 @@ def pytest_configure(config: pytest.Config) -> None:
     device = config.getoption("--device")
     selected = {s: _Selected(s, device) for s in specs}
     state = {"selected": selected, "results": [], "cmdline": list(config.invocation_params.args)}
+    against = config.getoption("--against")
+    if against:
+        spec, _, on = against.partition("@")
+        state["against"] = _Selected(spec.strip(), on.strip() or device)
+    config.addinivalue_line("markers", "three_way(test): a three-way test (--against) of the "
+                                       "property `test`, whose known divergences it applies")
     config.stash[_STATE] = state
     if config.getoption("--certify") and not _is_worker(config):
         _check_certificate_names(selected)
@@ -211,20 +227,25 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" not in metafunc.fixturenames:
         return
-    selected = metafunc.config.stash[_STATE]["selected"]
+    state = metafunc.config.stash[_STATE]
+    selected = state["selected"]
     marker = metafunc.definition.get_closest_marker("dtypes")
     wanted = marker.args if marker else None
+    # a three-way test: ids name both backends, dtypes are those both run
+    other = state.get("against") if "against" in metafunc.fixturenames else None
+    also = f"~{other.id}" if other else ""
     values, ids = [], []
     for spec, sel in selected.items():
         if "dtype" not in metafunc.fixturenames:
             values.append(spec)
-            ids.append(sel.id)
+            ids.append(sel.id + also)
             continue
         dtypes = sel.cls.dtypes if sel.cls else ("float64",)
         for dt in dtypes:
-            if wanted is None or dt in wanted:
+            if (wanted is None or dt in wanted) and (
+                    other is None or other.cls is None or dt in other.cls.dtypes):
                 values.append((spec, dt))
-                ids.append(f"{sel.id}-{dt}")
+                ids.append(f"{sel.id}{also}-{dt}")
     if "dtype" in metafunc.fixturenames:
         metafunc.parametrize(("backend", "dtype"), values, ids=ids, indirect=["backend"],
                             scope="session")
@@ -234,7 +255,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture(scope="session")
 def backend(request: pytest.FixtureRequest) -> Backend:
-    sel = request.config.stash[_STATE]["selected"][request.param]
+    return _made(request, request.config.stash[_STATE]["selected"][request.param])
+
+
+@pytest.fixture(scope="session")
+def against(request: pytest.FixtureRequest) -> Backend:
+    """The second backend of the three-way tests (--against)."""
+    return _made(request, request.config.stash[_STATE]["against"])
+
+
+def _made(request: pytest.FixtureRequest, sel: _Selected) -> Backend:
+    """The selected backend's instance; unavailable: skipped, or failed with
+    --require-backends."""
     try:
         return sel.get()
     except BackendUnavailable as exc:
@@ -248,10 +280,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     kept with the test and judged per example when it runs (an unscoped one wins). Tests
     that draw the same networks are ordered next to each other (properties.scheduling). A
     test whose dtypes no selected backend runs (pytest's empty parameter set: the float32
-    invariants of a float64-only backend) is deselected: it tests no backend."""
-    selected = config.stash[_STATE]["selected"]
+    invariants of a float64-only backend) is deselected: it tests no backend, as are the
+    three-way tests without --against. A three-way test applies each side's known divergences
+    of the property it mirrors, judged per example (``three_way_divergences``)."""
+    state = config.stash[_STATE]
+    selected, other = state["selected"], state.get("against")
     untested = [item for item in items if "backend" in getattr(item, "fixturenames", ())
-                and not isinstance(item_key(item)[0], str)]
+                and (not isinstance(item_key(item)[0], str)
+                     or (other is None and "against" in item.fixturenames))]
     if untested:
         config.hook.pytest_deselected(items=untested)
         gone = set(map(id, untested))
@@ -260,6 +296,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         spec, test, component, dtype = item_key(item)
         sel = selected.get(spec) if spec else None
         if sel is None or sel.cls is None or component is None:
+            continue
+        mirrors = item.get_closest_marker("three_way")
+        if mirrors is not None and other is not None:
+            sides = {role: [kd for kd in cls.known_divergences
+                            if kd.matches(mirrors.args[0], component, dtype)]
+                     for role, cls in (("backend", sel.cls), ("against", other.cls)) if cls}
+            if any(sides.values()):
+                item.stash[_SCOPED] = three_way_divergences(test, sides, {
+                    "backend": sel.id, "against": other.id})
             continue
         matching = [kd for kd in sel.cls.known_divergences if kd.matches(test, component, dtype)]
         whole = next((kd for kd in matching if not kd.scoped), None)
@@ -271,6 +316,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         elif matching:
             item.stash[_SCOPED] = tuple(matching)
     scheduling.order(items)
+
+
+def three_way_divergences(test: str, sides: dict[str, list[KnownDivergence]],
+                          ids: dict[str, str]) -> tuple[KnownDivergence, ...]:
+    """The known divergences of a three-way test: each side's (one entry for a declaration
+    both sides make), scoped (properties.scoped) to the examples in their own scope where, if
+    the example failed, one of its sides diverged and every side that diverged (the test
+    notes them as DIVERGED) declares a divergence in scope: one side's declaration never
+    excuses the other side."""
+    def explains(roles: tuple[str, ...], kd: KnownDivergence, args: dict) -> bool:
+        diverged = args.get(DIVERGED, ())
+        return kd.in_scope(args) and (not diverged or bool(set(roles) & set(diverged)) and all(
+            any(k.in_scope(args) for k in sides[r]) for r in diverged))
+
+    out = []
+    for kd in dict.fromkeys(kd for kds in sides.values() for kd in kds):
+        roles = tuple(r for r, kds in sides.items() if kd in kds)
+        who = " and ".join(dict.fromkeys(ids[r] for r in roles))
+        out.append(KnownDivergence(test, kd.component, f"{who}: {kd.reason}", kd.upstream,
+                                   kd.dtypes, functools.partial(explains, roles, kd),
+                                   f"{who}: {kd.describe_scope()}"))
+    return tuple(out)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -440,6 +507,8 @@ def pytest_runtest_call(item: pytest.Item):
         if record.class_gaps:
             item.user_properties.append(("class_gaps", [[*k, why] for k, why in
                                                         record.class_gaps.items()]))
+        if record.three_way:
+            item.user_properties.append(("three_way", record.three_way))
         if scoped is not None:
             item.user_properties.extend(scoped.properties())
     if scoped is not None and scoped.observed:
@@ -511,6 +580,8 @@ def reproduce_args(config: pytest.Config, nodeid: str, spec: str | None
     args = [nodeid, "--device", config.getoption("--device")]
     if spec:
         args += ["--backend", spec]
+    if config.getoption("--against"):
+        args += ["--against", config.getoption("--against")]
     args += ["--hypothesis-profile", settings.get_current_profile_name()]
     seed = config.getoption("hypothesis_seed", None)
     if seed is not None:

@@ -66,6 +66,11 @@ class Record:
     #: statistical checks made (properties/stats.py) and the smallest p-value among them
     statistical_checks: int = 0
     min_pvalue: float | None = None
+    #: a three-way test's distances, worst over its examples (properties/test_three_way.py):
+    #: {"against": the second backend's id, "margin_backend" / "margin_against": each one's
+    #: margin to the oracle, "margin_apart": their difference's margin, "max_abs" / "max_rel":
+    #: its largest absolute and relative value}
+    three_way: dict[str, Any] | None = None
     #: the current example's classes, counted when it ends
     _pending: dict[str, str] = field(default_factory=dict, repr=False)
     #: the exceptions of ``first_failure`` and ``failure`` (which failure Hypothesis names)
@@ -128,6 +133,13 @@ class Record:
         """One statistical check made, with its p-value (properties/stats.py)."""
         self.statistical_checks += 1
         self.min_pvalue = pvalue if self.min_pvalue is None else min(self.min_pvalue, pvalue)
+
+    def note_three_way(self, against: str, distances: dict[str, float]) -> None:
+        """One example's three-way distances (the keys of ``three_way``), kept at their worst."""
+        if self.three_way is None:
+            self.three_way = {"against": against}
+        for key, value in distances.items():
+            self.three_way[key] = max(self.three_way.get(key, 0.0), value)
 
     def note_lacked(self, component: str, argument: str, drawn: Any, fixed: Any) -> None:
         """An example drew ``drawn`` for an argument the backend lacks and got ``fixed``."""

@@ -160,6 +160,7 @@ def build(config: pytest.Config, sel, rows: list[dict], run: dict[str, Any]) -> 
             "class_gaps": props.get("class_gaps", []) if ran else [],
             "statistical_checks": props.get("statistical_checks", 0) if ran else 0,
             "min_pvalue": props.get("min_pvalue") if ran else None,
+            "three_way": props.get("three_way") if ran else None,
         })
     cls = sel.cls
     partial = bool(run["selection"])
@@ -391,6 +392,20 @@ def markdown(rep: dict[str, Any]) -> str:
                 "| component | property | dtype | checks | smallest p-value |", "|---|---|---|---|---|"]
         out += [f"| {r['component'] or ''} | {_property(r)} | {r['dtype'] or ''} "
                 f"| {r['statistical_checks']} | {r['min_pvalue']:.3g} |" for r in statistical]
+    three = [r for r in rep["results"] if r.get("three_way")]
+    if three:
+        out += ["", "## Three-way comparison", "",
+                "The same examples on this backend, a second one (--against) and the oracle: "
+                "each one's worst margin to the oracle, and the two results' worst distance "
+                "from each other (its margin under the sum of their two tolerances; "
+                "properties/test_three_way.py).", "",
+                "| component | property | dtype | against | margin | against's margin | "
+                "distance margin | max abs | max rel |", "|---|---|---|---|---|---|---|---|---|"]
+        out += [f"| {r['component'] or ''} | {_property(r)} | {r['dtype'] or ''} "
+                f"| {t['against']} | {_margin(t.get('margin_backend'))} "
+                f"| {_margin(t.get('margin_against'))} | {_margin(t.get('margin_apart'))} "
+                f"| {_margin(t.get('max_abs'))} | {_margin(t.get('max_rel'))} |"
+                for r in three for t in (r["three_way"],)]
     covered = [r for r in rep["results"] if r.get("classes") or r.get("class_gaps")]
     if covered:
         out += ["", "## Configuration classes", "",
