@@ -11,6 +11,8 @@ BUILTIN = {
     "numpy": "backends.numpy_backend:NumpyBackend",
     "torch": "backends.torch_backend:TorchBackend",
     "jax": "backends.jax_backend:JaxBackend",
+    "jax-jit": "backends.jax_jit:JaxJitBackend",
+    "torch-compile": "backends.torch_compile:TorchCompileBackend",
 }
 ENTRY_POINT_GROUP = "touchstone.backends"
 

@@ -509,6 +509,9 @@ def pytest_runtest_call(item: pytest.Item):
                                                         record.class_gaps.items()]))
         if record.three_way:
             item.user_properties.append(("three_way", record.three_way))
+        if record.compiles:
+            item.user_properties.append(("compiles", record.compiles))
+            item.user_properties.append(("compile_seconds", record.compile_seconds))
         if scoped is not None:
             item.user_properties.extend(scoped.properties())
     if scoped is not None and scoped.observed:

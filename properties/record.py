@@ -71,6 +71,10 @@ class Record:
     #: margin to the oracle, "margin_apart": their difference's margin, "max_abs" / "max_rel":
     #: its largest absolute and relative value}
     three_way: dict[str, Any] | None = None
+    #: compilations a compiled backend (jax-jit, torch-compile) made while the test ran, and
+    #: their seconds, summed (kept out of the properties' budget by its caches)
+    compiles: int = 0
+    compile_seconds: float = 0.0
     #: the current example's classes, counted when it ends
     _pending: dict[str, str] = field(default_factory=dict, repr=False)
     #: the exceptions of ``first_failure`` and ``failure`` (which failure Hypothesis names)
@@ -140,6 +144,11 @@ class Record:
             self.three_way = {"against": against}
         for key, value in distances.items():
             self.three_way[key] = max(self.three_way.get(key, 0.0), value)
+
+    def note_compile(self, seconds: float, count: int = 1) -> None:
+        """``count`` compilations (0: more seconds of one already counted) took ``seconds``."""
+        self.compiles += count
+        self.compile_seconds += seconds
 
     def note_lacked(self, component: str, argument: str, drawn: Any, fixed: Any) -> None:
         """An example drew ``drawn`` for an argument the backend lacks and got ``fixed``."""

@@ -161,6 +161,8 @@ def build(config: pytest.Config, sel, rows: list[dict], run: dict[str, Any]) -> 
             "statistical_checks": props.get("statistical_checks", 0) if ran else 0,
             "min_pvalue": props.get("min_pvalue") if ran else None,
             "three_way": props.get("three_way") if ran else None,
+            "compiles": props.get("compiles", 0),
+            "compile_seconds": props.get("compile_seconds", 0.0),
         })
     cls = sel.cls
     partial = bool(run["selection"])
@@ -406,6 +408,13 @@ def markdown(rep: dict[str, Any]) -> str:
                 f"| {_margin(t.get('margin_against'))} | {_margin(t.get('margin_apart'))} "
                 f"| {_margin(t.get('max_abs'))} | {_margin(t.get('max_rel'))} |"
                 for r in three for t in (r["three_way"],)]
+    compiled = compile_times(rep["results"])
+    if compiled:
+        out += ["", "## Compilation", "",
+                "Compilations a compiled backend made while each component's tests ran (its "
+                "caches keep them out of later examples) and their seconds, summed over its "
+                "tests.", "", "| component | compilations | seconds |", "|---|---|---|"]
+        out += [f"| {c} | {n} | {secs:.1f} |" for c, (n, secs) in compiled.items()]
     covered = [r for r in rep["results"] if r.get("classes") or r.get("class_gaps")]
     if covered:
         out += ["", "## Configuration classes", "",
@@ -430,6 +439,18 @@ def markdown(rep: dict[str, Any]) -> str:
                 seen.add(key)
                 out.append(f"- {r['component'] or ''} {_property(r)}: {r['outcome']}: {r['reason']}")
     return "\n".join(out) + "\n"
+
+
+def compile_times(results: list[dict]) -> dict[str, tuple[int, float]]:
+    """component -> (compilations, seconds) summed over its tests, most seconds first (a test
+    without a component under '')."""
+    sums: dict[str, list] = {}
+    for r in results:
+        if r.get("compiles"):
+            entry = sums.setdefault(r["component"] or "", [0, 0.0])
+            entry[0] += r["compiles"]
+            entry[1] += r.get("compile_seconds") or 0.0
+    return {c: (n, secs) for c, (n, secs) in sorted(sums.items(), key=lambda kv: -kv[1][1])}
 
 
 def item_key(item: pytest.Item) -> tuple[str | None, str, str | None, str | None]:
