@@ -309,6 +309,15 @@ class Backend:
         """Wait for queued device work (benchmarks call this inside the timed region)."""
 
 
+def frozen(value: Any) -> Any:
+    """A hashable copy of a configuration value (lists become tuples, dicts sorted items)."""
+    if isinstance(value, dict):
+        return tuple(sorted((k, frozen(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return tuple(frozen(v) for v in value)
+    return value
+
+
 def merge_declarations(cls: type, attr: str, family: Mapping[str, Mapping[str, Any]],
                        own: Mapping[str, Mapping[str, Any]]) -> None:
     """Set ``cls.<attr>`` ('conventions' or 'lacks') to the inherited declarations with a

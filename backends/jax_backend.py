@@ -23,6 +23,7 @@ from jax import lax
 
 from backends import compose
 from backends.base import Backend, KnownDivergence, Unsupported, UnsupportedComponent, as_tuple, conv_padding
+from backends.base import frozen as _frozen
 from backends.divergences import load as load_divergences
 from backends.jax_augment import JaxAugment
 from backends.jax_compiled import COMPILED as _COMPILED
@@ -109,15 +110,6 @@ def _version(package: str) -> str:
         return version(package)
     except PackageNotFoundError:
         return "not installed"
-
-
-def _frozen(value: Any) -> Any:
-    """A hashable copy of a configuration value (lists become tuples, dicts sorted items)."""
-    if isinstance(value, dict):
-        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
-    if isinstance(value, list | tuple):
-        return tuple(_frozen(v) for v in value)
-    return value
 
 
 def _traced(value: Any) -> bool:

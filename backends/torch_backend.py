@@ -429,14 +429,22 @@ def _cell(cls: type[torch.nn.Module], args: tuple, w_ih: torch.Tensor, w_hh: tor
     oracle's weights as its parameters: the layouts are the same (weight_ih (G H, I),
     weight_hh (G H, H), bias_ih and bias_hh (G H,), gates stacked in torch's order); torch
     has both biases or neither (bias=False)."""
+    module, params = cell_parts(cls, w_ih, w_hh, b_ih, b_hh, **kwargs)
+    return torch.func.functional_call(module, params, args)
+
+
+def cell_parts(cls: type[torch.nn.Module], w_ih: torch.Tensor, w_hh: torch.Tensor,
+               b_ih: torch.Tensor | None, b_hh: torch.Tensor | None, **kwargs: Any
+               ) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
+    """(the meta-device cell module, its parameters: the oracle's weights); torch has both
+    biases or neither (bias=False)."""
     if (b_ih is None) != (b_hh is None):
         raise Unsupported(f"{cls.__name__} has both biases (bias_ih, bias_hh) or neither "
                           "(bias=False), not one")
     params = {"weight_ih": w_ih, "weight_hh": w_hh}
     if b_ih is not None:
         params.update(bias_ih=b_ih, bias_hh=b_hh)
-    module = _cell_module(cls, w_ih.shape[1], w_hh.shape[1], b_ih is not None, **kwargs)
-    return torch.func.functional_call(module, params, args)
+    return _cell_module(cls, w_ih.shape[1], w_hh.shape[1], b_ih is not None, **kwargs), params
 
 
 # -- convolution and pooling arguments ------------------------------------------------------

@@ -44,9 +44,9 @@ import torch._dynamo
 from torch._dynamo.utils import counters
 
 from backends import compose
-from backends.base import Unsupported
+from backends.base import frozen as _frozen
 from backends.torch_augment import _functional as _torchvision
-from backends.torch_backend import TorchBackend, _cell_module
+from backends.torch_backend import TorchBackend, cell_parts
 from properties.record import current_record
 from reference import network, registry
 from reference.optimizers import Optimizer
@@ -96,15 +96,6 @@ def compiled(key: tuple, make: Callable[[], Callable], fullgraph: bool = True) -
     if fn is None:
         fn = _CACHE[key] = torch.compile(make(), fullgraph=fullgraph, dynamic=False)
     return fn
-
-
-def _frozen(value: Any) -> Any:
-    """A hashable stand-in for a configuration value (lists as tuples, dicts as items)."""
-    if isinstance(value, dict):
-        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
-    if isinstance(value, list | tuple):
-        return tuple(_frozen(v) for v in value)
-    return value
 
 
 def _component(method: Callable, prepare: Callable[[], Any] | None = None) -> Callable:
@@ -177,13 +168,7 @@ class TorchCompileBackend(TorchBackend):
         oracle's weights, compiled per module and dtype. The module is built here, outside the
         graph: Dynamo cannot trace the construction of its Parameters, so TorchBackend's
         method, which builds it, cannot be compiled whole."""
-        if (b_ih is None) != (b_hh is None):
-            raise Unsupported(f"{cls.__name__} has both biases (bias_ih, bias_hh) or neither "
-                              "(bias=False), not one")
-        params = {"weight_ih": w_ih, "weight_hh": w_hh}
-        if b_ih is not None:
-            params.update(bias_ih=b_ih, bias_hh=b_hh)
-        module = _cell_module(cls, w_ih.shape[1], w_hh.shape[1], b_ih is not None, **kwargs)
+        module, params = cell_parts(cls, w_ih, w_hh, b_ih, b_hh, **kwargs)
         if torch.compiler.is_compiling():
             return torch.func.functional_call(module, params, args)
         fn = compiled((id(self), "cell", module, w_ih.dtype),

@@ -98,23 +98,10 @@ def test_rnn_benchmarks_share_weights_and_ratio_runs():
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
 
 
-def test_generative_ratio_runs():
+@pytest.mark.parametrize("module", ["bench_generative", "bench_practice"])
+def test_ratio_runs(module):
     need("torch", reason="torch is not installed (CI installs it and requires it)")
-    script = ("from benchmarks import bench_generative as B\n"
-              "B.ROUNDS, B.PAIRS = 1, 1\n"
-              "for work in B.WORKS:\n"
-              "    r = B.OracleOverTorch()\n"
-              "    r.setup(work)\n"
-              "    assert r.track_ratio(work) > 0\n"
-              "print('ok')\n")
-    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
-                          text=True, timeout=900)
-    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
-
-
-def test_practice_ratio_runs():
-    need("torch", reason="torch is not installed (CI installs it and requires it)")
-    script = ("from benchmarks import bench_practice as B\n"
+    script = (f"from benchmarks import {module} as B\n"
               "B.ROUNDS, B.PAIRS = 1, 1\n"
               "for work in B.WORKS:\n"
               "    r = B.OracleOverTorch()\n"
