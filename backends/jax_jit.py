@@ -24,9 +24,9 @@ Host-side still, as any JAX program's: the Python loops of the training runs (ea
 jitted call), the row gathers of mini-batches (``take``), flax's EarlyStopping (Python
 arithmetic, math.isinf: no JAX computation) and the inference timesteps (NumPy).
 
-Every XLA compilation while a test runs (lowering and compiling, from jax.monitoring) is
-noted in the test's record (properties.record), shown in the
-certificate.
+Every XLA compilation (lowering and compiling, from jax.monitoring) is sent to
+backends.compile_events: the property plugin notes it in the running test's record, shown in
+the certificate.
 """
 
 from __future__ import annotations
@@ -39,10 +39,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from backends import compose
+from backends import compile_events, compose
 from backends.jax_backend import JaxBackend, _any_traced, _frozen, _jit, _split
 from backends.jax_compiled import COMPILED
-from properties.record import current_record
 from reference.optimizers import Optimizer
 
 _LOWERING = "/jax/core/compile/jaxpr_to_mlir_module_duration"
@@ -54,9 +53,9 @@ def _note_compile(event: str, secs: float, **kwargs: Any) -> None:  # noqa: ARG0
     StableHLO before it added to its seconds (tracing alone, as jax.eval_shape does, is not
     a compilation)."""
     if event == _BACKEND_COMPILE:
-        current_record().note_compile(secs)
+        compile_events.emit(secs)
     elif event == _LOWERING:
-        current_record().note_compile(secs, count=0)
+        compile_events.emit(secs, count=0)
 
 
 jax.monitoring.register_event_duration_secs_listener(_note_compile)

@@ -14,8 +14,9 @@ Nothing falls back to eager silently: ``fullgraph=True`` makes a graph break an 
 Dynamo's recompile limits are raised far above what a run compiles, with a hit made an error
 (``fail_on_recompile_limit_hit``), so a new shape recompiles instead of running eagerly.
 After ``TOUCHSTONE_TORCH_MAXCOMPILES`` (200) compiled graphs the cache and Dynamo's are
-reset between calls, which bounds memory. Each call that compiled notes its seconds and
-graphs in the running test's record (properties.record, shown in the certificate).
+reset between calls, which bounds memory. Each call that compiled sends its seconds and
+graphs to backends.compile_events (the plugin notes them in the running test's record, shown in
+the certificate).
 
 The recurrent cells are the one exception to compiling the eager method whole: it builds
 its nn.*Cell on the meta device inside, and Dynamo cannot trace Parameter construction
@@ -43,11 +44,10 @@ import torch
 import torch._dynamo
 from torch._dynamo.utils import counters
 
-from backends import compose
+from backends import compile_events, compose
 from backends.base import frozen as _frozen
 from backends.torch_augment import _functional as _torchvision
 from backends.torch_backend import TorchBackend, cell_parts
-from properties.record import current_record
 from reference import network, registry
 from reference.optimizers import Optimizer
 
@@ -73,8 +73,8 @@ def compilations() -> int:
 
 @contextlib.contextmanager
 def timed() -> Iterator[None]:
-    """A region whose compilations, if any, are noted in the running test's record: their
-    count and the region's wall time (the compiled code's one run included)."""
+    """A region whose compilations, if any, are sent to compile_events: their count and the
+    region's wall time (the compiled code's one run included)."""
     _DEPTH[0] += 1
     before, start = compilations(), time.perf_counter()
     try:
@@ -82,7 +82,7 @@ def timed() -> Iterator[None]:
     finally:
         _DEPTH[0] -= 1
         if _DEPTH[0] == 0 and compilations() > before:
-            current_record().note_compile(time.perf_counter() - start, compilations() - before)
+            compile_events.emit(time.perf_counter() - start, compilations() - before)
 
 
 def compiled(key: tuple, make: Callable[[], Callable], fullgraph: bool = True) -> Callable:

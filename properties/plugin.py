@@ -37,10 +37,11 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.errors import FailedHealthCheck, Flaky, Unsatisfiable, UnsatisfiedAssumption
 
+from backends import compile_events
 from backends.base import Backend, BackendUnavailable, KnownDivergence
 from backends.loader import BUILTIN, resolve
 from properties import coverage, flaky, report, runlog, scheduling
-from properties.record import Record, start_record
+from properties.record import Record, current_record, start_record
 from properties.report import item_key
 from properties.scoped import ScopedRun
 
@@ -173,6 +174,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "three_way(test): a three-way test (--against) of the "
                                        "property `test`, whose known divergences it applies")
     config.stash[_STATE] = state
+    config.add_cleanup(compile_events.listen(
+        lambda seconds, count: current_record().note_compile(seconds, count)))
     if config.getoption("--certify") and not _is_worker(config):
         _check_certificate_names(selected)
     if _is_worker(config):
