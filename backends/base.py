@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from numbers import Integral
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -308,6 +310,23 @@ class Backend:
     def synchronize(self) -> None:
         """Wait for queued device work (benchmarks call this inside the timed region)."""
 
+    def fast_paths(self) -> tuple[str, Callable[[], AbstractContextManager]] | None:
+        """The device's fast float32 paths (TF32 matmuls and convolutions on NVIDIA GPUs) as
+        (what they are, a factory of a context that turns them on), or None where it has
+        none. Every property runs with them off; properties/test_fast_paths.py measures what
+        turning them on costs in accuracy."""
+        return None
+
+
+def gpu_driver() -> str | None:
+    """The NVIDIA driver's version (from /proc/driver/nvidia/version), None without one."""
+    try:
+        text = Path("/proc/driver/nvidia/version").read_text()
+    except OSError:
+        return None
+    words = text.split("Kernel Module", 1)[-1].split()
+    return words[0] if words else None
+
 
 def frozen(value: Any) -> Any:
     """A hashable copy of a configuration value (lists become tuples, dicts sorted items)."""
@@ -328,3 +347,33 @@ def merge_declarations(cls: type, attr: str, family: Mapping[str, Mapping[str, A
     for n, v in family.items():
         merged[n] = {**merged.get(n, {}), **v, **own.get(n, {})}
     setattr(cls, attr, merged)
+
+
+class Family:
+    """Mixin base of a component family's methods on a Backend (backends/recurrent.py,
+    backends/practice.py, ...).
+
+    A family names in ``declarations`` its class attributes whose declarations join a
+    Backend's, e.g. {"conventions": "practice_conventions", "lacks": "practice_lacks"}: every
+    class that mixes families in gets each one's merged (merge_declarations; the families
+    farthest down the MRO first), its own ``conventions``/``lacks`` winning over the
+    families', and they over the inherited ones. The family's methods call ``_lacks`` until
+    an adapter overrides them."""
+
+    #: 'conventions' or 'lacks' -> the family's attribute merged into it
+    declarations: dict[str, str] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        own = {a: dict(vars(cls).get(a, {})) for a in ("conventions", "lacks")}
+        super().__init_subclass__(**kwargs)
+        for family in reversed(cls.__mro__[1:]):
+            for attr, name in vars(family).get("declarations", {}).items():
+                merge_declarations(cls, attr, getattr(cls, name), own[attr])
+
+    def _lacks(self, name: str) -> Any:
+        """UnsupportedComponent for the family method ``name``, with the reason the class
+        gives in ``unsupported`` if any."""
+        why = getattr(self, "unsupported", {}).get(name)
+        label = getattr(self, "name", type(self).__name__)
+        raise UnsupportedComponent(f"{label}: {name}: {why}" if why
+                                   else f"{label} does not implement {name}")

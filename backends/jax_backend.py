@@ -12,6 +12,7 @@ import functools
 import inspect
 import os
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -22,7 +23,15 @@ import optax
 from jax import lax
 
 from backends import compose
-from backends.base import Backend, KnownDivergence, Unsupported, UnsupportedComponent, as_tuple, conv_padding
+from backends.base import (
+    Backend,
+    KnownDivergence,
+    Unsupported,
+    UnsupportedComponent,
+    as_tuple,
+    conv_padding,
+    gpu_driver,
+)
 from backends.base import frozen as _frozen
 from backends.divergences import load as load_divergences
 from backends.jax_augment import JaxAugment
@@ -234,9 +243,22 @@ class JaxBackend(Backend, JaxRecurrent, JaxLanguageModel, JaxCompiledGAN, JaxVAE
         return f"{self.name}-{'gpu' if self.device == 'cuda' else self.device}"
 
     def versions(self) -> dict[str, str]:
-        """Versions of numpy, jax, jaxlib, optax and flax."""
-        return {"numpy": np.__version__, "jax": jax.__version__, "jaxlib": _version("jaxlib"),
-                "optax": optax.__version__, "flax": _version("flax")}
+        """Versions of numpy, jax, jaxlib, optax and flax; on a GPU, its model and driver."""
+        out = {"numpy": np.__version__, "jax": jax.__version__, "jaxlib": _version("jaxlib"),
+               "optax": optax.__version__, "flax": _version("flax")}
+        if self.device == "cuda":
+            out["gpu"] = self._device.device_kind
+            out["driver"] = gpu_driver() or "unknown"
+        return out
+
+    def fast_paths(self) -> tuple[str, Callable[[], AbstractContextManager]] | None:
+        """TF32 matmuls and convolutions on a GPU (jax_default_matmul_precision
+        'tensorfloat32' in place of 'highest'; jax.jit traces again under it); none on the
+        CPU, where XLA computes float32 in full."""
+        if self.device != "cuda":
+            return None
+        return ("TF32 matmuls and convolutions (matmul precision 'tensorfloat32')",
+                lambda: jax.default_matmul_precision("tensorfloat32"))
 
     # -- arrays ---------------------------------------------------------------------------
     def asarray(self, x: np.ndarray, dtype: str | None = None) -> jax.Array:

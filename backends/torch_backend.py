@@ -11,14 +11,23 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.metadata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from backends.base import Backend, KnownDivergence, Unsupported, UnsupportedComponent, as_tuple, conv_padding
+from backends.base import (
+    Backend,
+    KnownDivergence,
+    Unsupported,
+    UnsupportedComponent,
+    as_tuple,
+    conv_padding,
+    gpu_driver,
+)
 from backends.compose_denoiser import TorchDenoiser
 from backends.compose_gan import GANBackend
 from backends.compose_lm import LanguageModelBackend
@@ -34,6 +43,16 @@ from reference.optimizers import Optimizer
 
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32,
            "float64": torch.float64}
+
+
+@contextlib.contextmanager
+def _tf32() -> Iterator[None]:
+    """TF32 on for cuBLAS matmuls and cuDNN convolutions, off again after (correctness mode)."""
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
 
 
 def _devices() -> tuple[str, ...]:
@@ -106,7 +125,14 @@ class TorchBackend(Backend, TorchRecurrent, LanguageModelBackend, GANBackend, VA
                 out["cudnn"] = str(cudnn)
         if self.device == "cuda":
             out["gpu"] = torch.cuda.get_device_name(self._device)
+            out["driver"] = gpu_driver() or "unknown"
         return out
+
+    def fast_paths(self) -> tuple[str, Callable[[], AbstractContextManager]] | None:
+        """TF32 in cuBLAS matmuls and cuDNN convolutions on a GPU; none on the CPU."""
+        if self.device != "cuda":
+            return None
+        return "TF32 matmuls and cuDNN convolutions", _tf32
 
     # -- arrays ---------------------------------------------------------------------------
     def asarray(self, x: np.ndarray, dtype: str | None = None) -> torch.Tensor:

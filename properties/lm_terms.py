@@ -1,8 +1,9 @@
 """The language model's rounding, for the tolerance policy, and the oracle's training trace.
 
 ``NoisyLM`` runs reference/language_model.py's loss and gradients one oracle component at a
-time (embedding, one cell step at a time, dense, cross-entropy, and their VJPs: BPTT over
-the cells' VJPs). With a noise Generator every result moves by DELTA times the magnitude of
+time (embedding, the recurrent layers one cell step at a time as properties.sequence_terms
+.Stepwise runs them, dense, cross-entropy, and their VJPs: BPTT over the cells' VJPs). With
+a noise Generator every result moves by DELTA times the magnitude of
 the terms its formula sums (properties/specs.py forward_terms and vjp_terms: the policy's M)
 in a random direction: what a backend's rounding of each step is, carried through every
 later step (and, backwards, every earlier one); properties.tolerance.spread is the largest
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from properties.sequence_terms import Stepwise
 from properties.specs import forward_terms, vjp_terms
 from properties.tolerance import DELTA, noisy_update
 from reference import clipping as Cl
@@ -28,10 +30,8 @@ from reference import dense as D
 from reference import embedding as E
 from reference import language_model as LM
 from reference import losses as Lo
-from reference import recurrent as R
 from reference.optimizers import Optimizer
 
-_CELLS = {"lstm": (R.lstm_cell, R.lstm_cell_vjp), "gru": (R.gru_cell, R.gru_cell_vjp)}
 State = tuple[np.ndarray, ...]
 
 
@@ -40,8 +40,7 @@ class NoisyLM:
 
     def __init__(self, model: LM.CharLM, noise: np.random.Generator | None = None) -> None:
         self.model, self.noise = model, noise
-        self.kw = {} if model.cell == "lstm" else {"reset_after": model.reset_after}
-        self.cell = f"{model.cell}_cell"
+        self.layers = Stepwise(model.cell, reset_after=model.reset_after, noise=noise)
 
     def _jitter(self, values: Sequence[Any], magnitudes: Any) -> list[Any]:
         """``values`` moved by DELTA times their magnitudes in random directions (noise)."""
@@ -53,22 +52,6 @@ class NoisyLM:
                  for v, m in zip(values, ms, strict=False)]
         return moved + list(values[len(ms):])
 
-    def _step(self, x, state: tuple, ws: tuple) -> tuple:
-        fn, _ = _CELLS[self.model.cell]
-        out = fn(x, *state, *ws, **self.kw)
-        new = tuple(out) if self.model.cell == "lstm" else (out,)
-        if self.noise is None:
-            return new
-        return tuple(self._jitter(new, forward_terms(self.cell, (x, *state, *ws), self.kw)))
-
-    def _step_back(self, x, state: tuple, ws: tuple, gs: tuple) -> list:
-        _, vjp = _CELLS[self.model.cell]
-        grads = list(vjp(x, *state, *ws, *gs, **self.kw))
-        if self.noise is None:
-            return grads
-        cots = gs if self.model.cell == "lstm" else gs[0]
-        return self._jitter(grads, vjp_terms(self.cell, (x, *state, *ws), self.kw, cots))
-
     def loss_and_grads(self, params: Sequence[np.ndarray], inputs: np.ndarray,
                        targets: np.ndarray, state: Sequence[np.ndarray] | None = None
                        ) -> tuple[float, list[np.ndarray], State]:
@@ -78,20 +61,9 @@ class NoisyLM:
         t, n = inputs.shape
         st = LM.zero_state(m, n) if state is None else tuple(np.asarray(s, float) for s in state)
         layers = [tuple(p[1 + 4 * k: 5 + 4 * k]) for k in range(m.layers)]
-        inp = E.embedding(p[0], inputs)
-        tapes, finals = [], [np.empty_like(s) for s in st]
-        for k, ws in enumerate(layers):
-            s = tuple(a[k] for a in st)
-            ys, caches = np.empty((t, n, m.hidden)), []
-            for step in range(t):
-                caches.append(s)
-                s = self._step(inp[step], s, ws)
-                ys[step] = s[0]
-            for j, a in enumerate(s):
-                finals[j][k] = a
-            tapes.append((inp, caches))
-            inp = ys
-        y2 = inp.reshape(t * n, m.hidden)
+        emb = E.embedding(p[0], inputs)
+        (ys, *finals), tape = self.layers.forward(emb, st, layers)
+        y2 = ys.reshape(t * n, m.hidden)
         labels = targets.reshape(-1)
         ce = {"labels": labels, "reduction": "mean"}
         logits = self._jitter([D.dense(y2, p[-2], p[-1])],
@@ -103,23 +75,10 @@ class NoisyLM:
                                 vjp_terms("cross_entropy", (logits,), ce, one))[0]
         g_y2, d_w, d_b = self._jitter(list(D.dense_vjp(y2, p[-2], p[-1], g_logits)),
                                       vjp_terms("dense", (y2, p[-2], p[-1]), {}, g_logits))
-        g_in = g_y2.reshape(t, n, m.hidden)
-        dlayers: list[list[np.ndarray]] = [[] for _ in layers]
-        for k in reversed(range(m.layers)):
-            x, caches = tapes[k]
-            ws = layers[k]
-            gs = tuple(np.zeros((n, m.hidden)) for _ in st)
-            dx, dw = np.empty_like(x), [np.zeros_like(w) for w in ws]
-            for step in reversed(range(t)):
-                gs = (gs[0] + g_in[step], *gs[1:])
-                grads = self._step_back(x[step], caches[step], ws, gs)
-                dx[step] = grads[0]
-                gs = tuple(grads[1:1 + len(st)])
-                dw = [a + b for a, b in zip(dw, grads[1 + len(st):], strict=True)]
-            dlayers[k] = dw
-            g_in = dx
-        (d_emb,) = self._jitter(list(E.embedding_vjp(p[0], inputs, g_in)),
-                                vjp_terms("embedding", (p[0],), {"ids": inputs}, g_in))
+        g_y = g_y2.reshape(t, n, m.hidden)
+        g_emb, *_, dlayers = self.layers.backward(emb, st, tape, (g_y, *(None for _ in st)))
+        (d_emb,) = self._jitter(list(E.embedding_vjp(p[0], inputs, g_emb)),
+                                vjp_terms("embedding", (p[0],), {"ids": inputs}, g_emb))
         grads = [d_emb, *(g for dw in dlayers for g in dw), d_w, d_b]
         return float(value), grads, tuple(finals)
 

@@ -96,6 +96,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      "--backend and the oracle on the same examples by the three-way tests "
                      "(properties/test_three_way.py), e.g. torch@cuda; without it those tests "
                      "are deselected")
+    g.addoption("--determinism", choices=("auto", "on", "off"), default="auto",
+                help="run the backend twice on every example of test_forward and test_vjp and "
+                     "report results that differ as nondeterministic (auto, the default: on "
+                     "every device but cpu, where GPU kernels reduce with atomics)")
     g.addoption("--require-backends", action="store_true",
                 default=os.environ.get("TOUCHSTONE_REQUIRE_BACKENDS", "") not in ("", "0"),
                 help="fail, instead of skip, when a selected backend is unavailable")
@@ -437,6 +441,7 @@ class _RecordedData:
 def pytest_runtest_call(item: pytest.Item):
     state = item.config.stash[_STATE]
     record = start_record()
+    record.repeat = _repeats(item)
     log = state.get("examples")
     record.on_draw = log.event if log is not None else None
     test_fn = getattr(item, "obj", None)
@@ -512,6 +517,11 @@ def pytest_runtest_call(item: pytest.Item):
                                                         record.class_gaps.items()]))
         if record.three_way:
             item.user_properties.append(("three_way", record.three_way))
+        if record.repeated:  # [examples run twice, of them differing, the first of them]
+            item.user_properties.append(("nondeterminism", [
+                record.repeated, record.nondeterministic, record.first_nondeterministic]))
+        if record.fast_paths:
+            item.user_properties.append(("fast_paths", record.fast_paths))
         if record.compiles:
             item.user_properties.append(("compiles", record.compiles))
             item.user_properties.append(("compile_seconds", record.compile_seconds))
@@ -521,6 +531,16 @@ def pytest_runtest_call(item: pytest.Item):
         # every example outside the scopes passed: the test shows the known divergence
         pytest.xfail(scoped.summary(record.examples))
     return result
+
+
+def _repeats(item: pytest.Item) -> bool:
+    """Whether the test's examples run the backend twice (--determinism; auto: off on cpu)."""
+    mode = item.config.getoption("--determinism")
+    if mode != "auto":
+        return mode == "on"
+    spec = item_key(item)[0]
+    sel = item.config.stash[_STATE]["selected"].get(spec) if isinstance(spec, str) else None
+    return sel is not None and sel.device != "cpu"
 
 
 def _top_up(item: pytest.Item, test_fn: Any, record: Record, base: settings) -> None:
@@ -723,7 +743,8 @@ def _write_certificates(config: pytest.Config, complete: bool) -> list[Path]:
     state = config.stash[_STATE]
     run = {"complete": complete, "selection": report.selection(config),
            "collected": state.get("collected"), "isolated": state.get("isolated", False),
-           "timeout_s": test_timeout(config), "run_dir": str(state["run_dir"])}
+           "timeout_s": test_timeout(config), "run_dir": str(state["run_dir"]),
+           "determinism": config.getoption("--determinism")}
     return report.write_all(config, state["selected"], state["results"],
                             config.getoption("--report-dir"), run)
 

@@ -75,6 +75,17 @@ class Record:
     #: their seconds, summed (kept out of the properties' budget by its caches)
     compiles: int = 0
     compile_seconds: float = 0.0
+    #: whether each example runs the backend twice (the plugin's --determinism), the examples
+    #: that did, those whose second run differed, and the first such:
+    #: {"what", "max_abs", "max_rel", "draws"} (``note_repeat``)
+    repeat: bool = False
+    repeated: int = 0
+    nondeterministic: int = 0
+    first_nondeterministic: dict[str, Any] | None = None
+    #: a fast-path test's accuracy with the device's fast float32 paths off and on, worst
+    #: over its examples (properties/test_fast_paths.py): {"paths", "margin_off",
+    #: "margin_on", "max_rel_off", "max_rel_on"}
+    fast_paths: dict[str, Any] | None = None
     #: the current example's classes, counted when it ends
     _pending: dict[str, str] = field(default_factory=dict, repr=False)
     #: the exceptions of ``first_failure`` and ``failure`` (which failure Hypothesis names)
@@ -144,6 +155,26 @@ class Record:
             self.three_way = {"against": against}
         for key, value in distances.items():
             self.three_way[key] = max(self.three_way.get(key, 0.0), value)
+
+    def note_repeat(self, differed: tuple[str, float, float] | None) -> None:
+        """One example run twice; ``differed``: (what, max abs, max rel difference) of the
+        first array whose second run differed, or None where every array was equal."""
+        self.repeated += 1
+        if differed is None:
+            return
+        self.nondeterministic += 1
+        if self.first_nondeterministic is None:
+            what, max_abs, max_rel = differed
+            self.first_nondeterministic = {"what": what, "max_abs": max_abs, "max_rel": max_rel,
+                                           "draws": [list(d) for d in self.draws]}
+
+    def note_fast_paths(self, paths: str, distances: dict[str, float]) -> None:
+        """One example's accuracy with fast paths off and on (the keys of ``fast_paths``),
+        kept at their worst."""
+        if self.fast_paths is None:
+            self.fast_paths = {"paths": paths}
+        for key, value in distances.items():
+            self.fast_paths[key] = max(self.fast_paths.get(key, 0.0), value)
 
     def note_compile(self, seconds: float, count: int = 1) -> None:
         """``count`` compilations (0: more seconds of one already counted) took ``seconds``."""

@@ -163,6 +163,8 @@ def build(config: pytest.Config, sel, rows: list[dict], run: dict[str, Any]) -> 
             "three_way": props.get("three_way") if ran else None,
             "compiles": props.get("compiles", 0),
             "compile_seconds": props.get("compile_seconds", 0.0),
+            "nondeterminism": _nondeterminism(props.get("nondeterminism")) if ran else None,
+            "fast_paths": props.get("fast_paths") if ran else None,
         })
     cls = sel.cls
     partial = bool(run["selection"])
@@ -173,6 +175,7 @@ def build(config: pytest.Config, sel, rows: list[dict], run: dict[str, Any]) -> 
         "status": status, "selection": run["selection"], "tests_recorded": len(rows),
         "tests_collected_all_backends": run["collected"], "isolated": run["isolated"],
         "test_timeout_s": run["timeout_s"], "run_dir": run["run_dir"],
+        "determinism": run.get("determinism", "auto"),
         "peak_rss_mb": max(peaks) if peaks else None,
         "backend": cls.name if cls else sel.spec, "spec": sel.spec, "device": sel.device,
         "id": sel.id, "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -191,6 +194,15 @@ def build(config: pytest.Config, sel, rows: list[dict], run: dict[str, Any]) -> 
         "results": sorted(results, key=lambda r: (r["component"] or "", r["test"], r["variant"],
                                                   r["dtype"] or "")),
     }
+
+
+def _nondeterminism(entry: list | None) -> dict[str, Any] | None:
+    """A test's repeated runs (the plugin's [examples run twice, of them differing, the first
+    of them]) as {"repeated", "differed", "first"}."""
+    if not entry:
+        return None
+    repeated, differed, first = entry
+    return {"repeated": repeated, "differed": differed, "first": first}
 
 
 def lacked_arguments(lacks: dict[str, dict[str, tuple[Any, str]]], rows: list[dict]
@@ -311,6 +323,9 @@ def _result(r: dict, limit: int = 100) -> str:
     return f"{r['outcome']}: {reason}"
 
 
+_DETERMINISM = {"auto": "auto: each example run twice on devices other than cpu",
+                "on": "on: each example run twice", "off": "off"}
+
 _STATUS_TEXT = {
     "complete": "",
     "incomplete": "**Incomplete:** the run did not finish (interrupted, killed, or still "
@@ -333,6 +348,7 @@ def markdown(rep: dict[str, Any]) -> str:
            ("Hypothesis profile", rep["profile"]), ("seed", rep["seed"]), ("command", rep["command"]),
            ("status", rep["status"]), ("test timeout", f"{rep['test_timeout_s']:g} s"),
            ("crash isolation", "xdist workers" if rep["isolated"] else "none (-n 0)"),
+           ("determinism check", _DETERMINISM[rep.get("determinism", "auto")]),
            ("peak memory of a test process", f"{rep['peak_rss_mb']} MiB")]
     out += ["| | |", "|---|---|", *[f"| {k} | `{v}` |" for k, v in env], ""]
     if rep["unavailable"]:
@@ -341,6 +357,12 @@ def markdown(rep: dict[str, Any]) -> str:
     out += [f"| {o} | {rep['summary'][o]} |" for o in OUTCOMES if o in rep["summary"]]
     out += ["", "Margin = worst error / tolerance over every comparison of the test "
             "(<= 1 passes; see properties/tolerance.py).", ""]
+    repeated = [r for r in rep["results"] if r.get("nondeterminism")]
+    differed = [r for r in repeated if r["nondeterminism"]["differed"]]
+    if repeated:
+        out += [f"Nondeterministic: {len(differed)} of the {len(repeated)} tests whose examples "
+                "ran twice gave different results on a second run of one example "
+                "(see Nondeterminism).", ""]
     if rep["conventions"]:
         out += ["## Conventions followed", "", "| component | argument | value(s) |", "|---|---|---|"]
         for comp, args in sorted(rep["conventions"].items()):
@@ -408,6 +430,34 @@ def markdown(rep: dict[str, Any]) -> str:
                 f"| {_margin(t.get('margin_against'))} | {_margin(t.get('margin_apart'))} "
                 f"| {_margin(t.get('max_abs'))} | {_margin(t.get('max_rel'))} |"
                 for r in three for t in (r["three_way"],)]
+    if differed:
+        out += ["", "## Nondeterminism", "",
+                "Tests where running the backend again on the same example gave a different "
+                "result (bit for bit; --determinism): a finding about the framework, reported "
+                "whether or not both results are within tolerance (the test's outcome says "
+                "that). Each with its first such example's draws.", ""]
+        for r in differed:
+            nd = r["nondeterminism"]
+            first = nd["first"]
+            out += [f"- {r['component'] or ''} {_property(r)} {r['dtype'] or ''}: "
+                    f"{nd['differed']} of {nd['repeated']} examples differed; first: "
+                    f"{first['what']}, max abs {first['max_abs']:.3g}, max rel "
+                    f"{first['max_rel']:.3g}; result: {_result(r)}", "",
+                    "```", observation_text(first), "```", ""]
+    fast = [r for r in rep["results"] if r.get("fast_paths")]
+    if fast:
+        out += ["", "## Fast float32 paths", "",
+                "What the device's fast float32 paths (TF32 matmuls and convolutions) cost in "
+                "accuracy: the worst margin to the oracle under the float32 tolerance and the "
+                "worst normwise relative error (max |error| / max |oracle|), with them off (as "
+                "every other property runs) and on. Measured, not failed "
+                "(properties/test_fast_paths.py).", "",
+                "| component | property | paths | margin off | margin on | max rel off | "
+                "max rel on |", "|---|---|---|---|---|---|---|"]
+        out += [f"| {r['component'] or ''} | {_property(r)} | {f['paths']} "
+                f"| {_margin(f.get('margin_off'))} | {_margin(f.get('margin_on'))} "
+                f"| {_margin(f.get('max_rel_off'))} | {_margin(f.get('max_rel_on'))} |"
+                for r in fast for f in (r["fast_paths"],)]
     compiled = compile_times(rep["results"])
     if compiled:
         out += ["", "## Compilation", "",

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from backends.base import Backend, Unsupported
 from properties.checks import (
     Expected,
+    apart,
     draw_inputs,
     forward_actual,
     forward_expected,
@@ -163,23 +164,3 @@ def _finding(c: Comparison, dtype: str) -> str:
     if c.detail.startswith("raised "):
         return f"{c.what} {c.detail}"
     return f"{c.what}: margin {c.margin:.3g} > 1 ({dtype}); {c.detail}"
-
-
-def apart(a: np.ndarray, b: np.ndarray, bound: np.ndarray) -> tuple[float, float, float]:
-    """(margin = max |a - b| / bound, max |a - b|, max |a - b| / max(|a|, |b|)) of two results:
-    equal values (infinities and NaN included) are 0 apart, a NaN or infinity and anything
-    else infinitely far; other shapes: infinitely far."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape:
-        return np.inf, np.inf, np.inf
-    if a.size == 0:
-        return 0.0, 0.0, 0.0
-    same = (a == b) | (np.isnan(a) & np.isnan(b))
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        diff = np.where(same, 0.0, np.abs(a - b))
-        diff = np.where(np.isnan(diff), np.inf, diff)
-        rel = np.where(diff == 0, 0.0, diff / np.maximum(np.abs(a), np.abs(b)))
-        ratio = np.where(diff == 0, 0.0, diff / np.broadcast_to(bound, diff.shape))
-    rel = np.where(np.isnan(rel), np.inf, rel)
-    return float(ratio.max()), float(diff.max()), float(rel.max())

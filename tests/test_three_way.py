@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 from backends.base import KnownDivergence
+from properties.checks import apart
 from properties.plugin import DIVERGED, three_way_divergences
 from properties.scoped import ScopedRun, note_arguments
-from properties.test_three_way import apart
 
 ROOT = Path(__file__).resolve().parent.parent
 PLANTED = "tests.planted_devices"
