@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from backends.base import UnsupportedComponent, merge_declarations
+from backends.base import Family, UnsupportedComponent
 from backends.harness import BackendError, guard, to_native
 from backends.recurrent import checked_array
 
@@ -37,24 +37,17 @@ from backends.recurrent import checked_array
 COMPONENTS = ("hflip", "rotate", "brightness", "resized_crop")
 
 
-class AugmentBackend:
+class AugmentBackend(Family):
     """Mixin base for a Backend's augmentation methods and their conventions."""
 
     #: component -> {argument: the value it follows, or a tuple of those it supports}
     augment_conventions: dict[str, dict[str, Any]] = {}
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Merge ``augment_conventions`` into ``conventions``: the class's own
-        ``conventions`` win over them, and they over the ones the class inherits."""
-        own = dict(vars(cls).get("conventions", {}))
-        super().__init_subclass__(**kwargs)
-        merge_declarations(cls, "conventions", cls.augment_conventions, own)
+    declarations = {"conventions": "augment_conventions"}
 
     def random_crop(self, x: Any, size: Sequence[int], seed: int) -> Any:
         """x[:, :, top:top + h, left:left + w] of x (N, C, H, W), size (h, w), the corner
         drawn from ``seed`` (module docstring)."""
-        label = getattr(self, "name", type(self).__name__)
-        raise UnsupportedComponent(f"{label} does not implement random_crop")
+        return self._lacks("random_crop")
 
 
 def _window(x: np.ndarray, size: Sequence[int]) -> tuple[int, int]:

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from backends.base import UnsupportedComponent, merge_declarations
+from backends.base import Family, UnsupportedComponent
 from backends.harness import BackendError, guard, to_native
 from backends.recurrent import checked_array
 from reference import diffusion as Df
@@ -47,22 +47,12 @@ CONVENTIONS: dict[str, dict[str, tuple[Any, ...]]] = {
 }
 
 
-class DiffusionBackend:
+class DiffusionBackend(Family):
     """Mixin for a Backend: the diffusion schedulers' quantities (module docstring)."""
 
     #: component -> {argument: the value it follows, or a tuple of those it supports}
     diffusion_conventions: dict[str, dict[str, Any]] = {}
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Merge ``diffusion_conventions`` into ``conventions``: the class's own
-        ``conventions`` win over them, and they over the ones the class inherits."""
-        own = dict(vars(cls).get("conventions", {}))
-        super().__init_subclass__(**kwargs)
-        merge_declarations(cls, "conventions", cls.diffusion_conventions, own)
-
-    def _lacks(self, name: str) -> Any:
-        label = getattr(self, "name", type(self).__name__)
-        raise UnsupportedComponent(f"{label} does not implement {name}")
+    declarations = {"conventions": "diffusion_conventions"}
 
     def schedule_alphas_cumprod(self, schedule: str, num_train_timesteps: int,
                                 beta_start: float, beta_end: float, max_beta: float,

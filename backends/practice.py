@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from backends.base import Unsupported, UnsupportedComponent, merge_declarations
+from backends.base import Family, Unsupported, UnsupportedComponent
 from backends.harness import BackendError, guard
 from backends.recurrent import checked_array
 from reference import early_stopping as ES
@@ -69,28 +69,16 @@ def init_shape(scheme: str, shape: Sequence[int], layout: str) -> tuple[int, ...
     return (shape[0],) if layout_of(layout, shape) in ("OIHW", "OI") else (shape[-1],)
 
 
-class PracticeBackend:
+class PracticeBackend(Family):
     """Mixin for a Backend: weight initialisation and early stopping (module docstring)."""
 
     #: component -> {argument: the value it follows, or a tuple of those it supports}
     practice_conventions: dict[str, dict[str, Any]] = {}
     #: component -> {argument: (the value it is fixed to, why)}
     practice_lacks: dict[str, dict[str, tuple[Any, str]]] = {}
+    declarations = {"conventions": "practice_conventions", "lacks": "practice_lacks"}
     #: the initialisation schemes (reference.init.SCHEMES) the framework has
     init_schemes: tuple[str, ...] = ()
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Merge ``practice_conventions`` into ``conventions`` and ``practice_lacks`` into
-        ``lacks``: the class's own declarations win over them, and they over the ones the
-        class inherits."""
-        own = {a: dict(vars(cls).get(a, {})) for a in ("conventions", "lacks")}
-        super().__init_subclass__(**kwargs)
-        merge_declarations(cls, "conventions", cls.practice_conventions, own["conventions"])
-        merge_declarations(cls, "lacks", cls.practice_lacks, own["lacks"])
-
-    def _lacks(self, name: str) -> Any:
-        label = getattr(self, "name", type(self).__name__)
-        raise UnsupportedComponent(f"{label} does not implement {name}")
 
     def _check_scheme(self, scheme: str) -> None:
         """Unsupported for a scheme of reference.init the framework does not have."""

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from backends.base import DTYPES, Unsupported, UnsupportedComponent
+from backends.base import DTYPES, Family, Unsupported
 from backends.harness import BackendError, guard, to_native, to_numpy
 from reference import clipping as Cl
 from reference import recurrent as R
@@ -75,27 +75,12 @@ Params = Sequence[Sequence[Any]]
 Grads = tuple[Any, ...]
 
 
-class RecurrentBackend:
+class RecurrentBackend(Family):
     """Mixin for a Backend: sequence layers and gradient clipping (module docstring)."""
 
     #: component -> {argument: the value it follows, or a tuple of those it supports}
     recurrent_conventions: dict[str, dict[str, Any]] = {}
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Merge ``recurrent_conventions`` into ``conventions``: the class's own
-        ``conventions`` win over them, and they over the ones the class inherits."""
-        super().__init_subclass__(**kwargs)
-        own = "conventions" in vars(cls)
-        merged = {n: dict(v) for n, v in getattr(cls, "conventions", {}).items()}
-        for n, v in cls.recurrent_conventions.items():
-            merged[n] = {**merged.get(n, {}), **v, **(cls.conventions.get(n, {}) if own else {})}
-        cls.conventions = merged
-
-    def _lacks(self, name: str) -> Any:
-        why = getattr(self, "unsupported", {}).get(name)
-        label = getattr(self, "name", type(self).__name__)
-        raise UnsupportedComponent(f"{label}: {name}: {why}" if why
-                                   else f"{label} does not implement {name}")
+    declarations = {"conventions": "recurrent_conventions"}
 
     # -- sequence layers ------------------------------------------------------------------
     def rnn(self, x: Any, h0: Any, params: Params, lengths: Any = None,

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from backends.base import UnsupportedComponent, merge_declarations
+from backends.base import Family
 from backends.harness import BackendError, guard, to_native
 from backends.recurrent import checked_array
 from reference import regularization as R
@@ -51,23 +51,13 @@ CONVENTIONS: dict[str, dict[str, tuple[Any, ...]]] = {
 }
 
 
-class RegularizationBackend:
+class RegularizationBackend(Family):
     """Mixin for a Backend: dropout with its own masks, and the weight penalties (module
     docstring)."""
 
     #: component -> {argument: the value it follows, or a tuple of those it supports}
     regularization_conventions: dict[str, dict[str, Any]] = {}
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Merge ``regularization_conventions`` into ``conventions``: the class's own
-        ``conventions`` win over them, and they over the ones the class inherits."""
-        own = dict(vars(cls).get("conventions", {}))
-        super().__init_subclass__(**kwargs)
-        merge_declarations(cls, "conventions", cls.regularization_conventions, own)
-
-    def _lacks(self, name: str) -> Any:
-        label = getattr(self, "name", type(self).__name__)
-        raise UnsupportedComponent(f"{label} does not implement {name}")
+    declarations = {"conventions": "regularization_conventions"}
 
     def dropout(self, x: Any, p: float, training: bool, seed: int) -> Any:
         """x mask / (1 - p) with the backend's mask drawn from ``seed`` (x if not training)."""

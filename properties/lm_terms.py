@@ -1,11 +1,11 @@
 """The language model's rounding, for the tolerance policy, and the oracle's training trace.
 
 ``NoisyLM`` runs reference/language_model.py's loss and gradients one oracle component at a
-time (embedding, the recurrent layers one cell step at a time as properties.sequence_terms
-.Stepwise runs them, dense, cross-entropy, and their VJPs: BPTT over the cells' VJPs). With
-a noise Generator every result moves by DELTA times the magnitude of
-the terms its formula sums (properties/specs.py forward_terms and vjp_terms: the policy's M)
-in a random direction: what a backend's rounding of each step is, carried through every
+time (embedding; the recurrent layers one cell step at a time, by
+properties.sequence_terms.Stepwise; dense; cross-entropy; and their VJPs: BPTT over the
+cells' VJPs). With a noise Generator every result moves by DELTA times the magnitude of the
+terms its formula sums (properties/specs.py forward_terms and vjp_terms: the policy's M) in
+a random direction: what a backend's rounding of each step is, carried through every
 later step (and, backwards, every earlier one); properties.tolerance.spread is the largest
 change of the results over a few such runs divided by DELTA. Without noise NoisyLM equals
 reference.language_model.loss_and_grads (tests/test_compose_lm.py).

@@ -4,7 +4,7 @@
 in ``direction_order``, each sequence reversed within its length for the backward direction,
 steps past a sequence's end frozen and outputting 0) one cell step at a time over the
 oracle's public cells (reference.recurrent.rnn_cell, ...) and their VJPs, and
-backpropagates through time the same way. It exists for two reasons:
+backpropagates through time the same way. It exists for three reasons:
 
 - the tolerance policy's M of a sequence layer (``propagated``): a backend rounds every
   step, and that rounding is carried through every later step (and, in the backward pass,
@@ -17,6 +17,8 @@ backpropagates through time the same way. It exists for two reasons:
 - planted bugs (tests/planted_sequence.py) override one of its hooks (``advance``,
   ``output``, ``merge``, ``backward_steps``, ...), a correct step-by-step adapter with one
   thing broken as real bugs break it.
+- the language model's rounding: properties/lm_terms.py's NoisyLM runs its recurrent layers
+  with it.
 
 Without noise it equals the oracle (tests/test_sequence_terms.py).
 """

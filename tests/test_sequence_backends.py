@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backends import recurrent as BR
-from backends.base import Backend
+from backends.base import Backend, UnsupportedComponent
 from backends.harness import BackendError
 from backends.numpy_backend import NumpyBackend
 from properties.sequence_terms import Stepwise, flat_gradients
@@ -32,9 +32,9 @@ def test_a_backend_without_the_mixin_methods_is_unsupported():
         name = "bare"
         unsupported = {"gru": "no GRU here"}
 
-    with pytest.raises(BR.UnsupportedComponent, match="bare does not implement lstm"):
+    with pytest.raises(UnsupportedComponent, match="bare does not implement lstm"):
         Bare().lstm(None, None, None, [])
-    with pytest.raises(BR.UnsupportedComponent, match="no GRU here"):
+    with pytest.raises(UnsupportedComponent, match="no GRU here"):
         Bare().gru(None, None, [])
 
 
