@@ -45,7 +45,9 @@ import torch._dynamo
 from torch._dynamo.utils import counters
 
 from backends import compile_events, compose
+from backends.base import KnownDivergence
 from backends.base import frozen as _frozen
+from backends.divergences import load as load_divergences
 from backends.torch_augment import _functional as _torchvision
 from backends.torch_backend import TorchBackend, cell_parts
 from reference import network, registry
@@ -137,6 +139,9 @@ class TorchCompileBackend(TorchBackend):
     steps under torch.compile (Inductor, fullgraph, static shapes); devices as torch's."""
 
     name = "torch-compile"
+    #: torch's, and what Inductor's code adds (backends/divergences/torch_compile.toml)
+    known_divergences: tuple[KnownDivergence, ...] = (
+        TorchBackend.known_divergences + load_divergences("torch_compile"))
 
     def versions(self) -> dict[str, str]:
         """TorchBackend's, with the compile mode."""

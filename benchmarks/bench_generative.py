@@ -23,25 +23,16 @@ Run as a script for a quick ratio measurement without asv:
 
 from __future__ import annotations
 
-import statistics
-
 import numpy as np
 
-from benchmarks.training import (
-    BACKENDS,
-    DEVICES,
-    DTYPE,
-    REPEAT,
-    alternating_timings,
-    cached_runner,
-)
+from benchmarks.training import BACKENDS, DEVICES, DTYPE, REPEAT, cached_runner, ratio_main
+from benchmarks.training import OracleOverTorch as OracleOverTorchTemplate
 from reference import diffusion as Df
 from reference import gan as G
 from reference import registry
 from reference import vae as V
 
 STEPS = 3
-ROUNDS, PAIRS = 7, 3  # OracleOverTorch: median of ROUNDS timings, median ratio of PAIRS
 GAN = G.DCGAN(latent=32, channels=3, size=32, gen_features=16, disc_features=16, stages=3)
 VAE = V.VAE(input_shape=(784,), hidden=(256,), latent=16)
 DENOISER = Df.Denoiser(dim=64, embed=32, hidden=(128, 128))
@@ -153,44 +144,20 @@ class DenoiserTrainStep(_TrainStep):
     work = "denoiser"
 
 
-class OracleOverTorch:
+class OracleOverTorch(OracleOverTorchTemplate):
     """Time of the oracle / time of torch float64 eager on each work, timed alternately in
-    one process at one thread (median of ROUNDS (7) rounds each, the pair measured PAIRS (3)
-    times, the median ratio reported). Target <= 2."""
+    one process (training.OracleOverTorch: median of 7 timings each, median ratio of 3
+    pairs). Target <= 2."""
 
     params = (list(WORKS),)
-    param_names = ("work",)
-    timeout = 600
-    number = 1
-    repeat = 1
+    n = STEPS
 
     def setup(self, work: str) -> None:
         self.oracle = _runner(work, "numpy", "cpu")
         self.torch = _runner(work, "torch", "cpu")
 
-    def timings(self) -> list[tuple[float, float]]:
-        """PAIRS (oracle, torch) median seconds per step, measured alternately."""
-        return alternating_timings(self.oracle, self.torch, STEPS, ROUNDS, PAIRS)
-
-    def track_ratio(self, work: str) -> float:
-        return statistics.median(o / t for o, t in self.timings())
-
-    track_ratio.unit = "oracle/torch"
-
-
-def main(argv: list[str]) -> None:
-    """Print the oracle's and torch's times and their ratio for each work named (all by
-    default), as OracleOverTorch measures them."""
-    for work in argv or list(WORKS):
-        b = OracleOverTorch()
-        b.setup(work)
-        pairs = b.timings()
-        print(f"{work}: oracle/torch {statistics.median(o / t for o, t in pairs):.2f} (median "
-              f"of {PAIRS}); fastest median of {ROUNDS}: oracle {min(p[0] for p in pairs) * 1e3:.2f}"
-              f" ms, torch {min(p[1] for p in pairs) * 1e3:.2f} ms")
-
 
 if __name__ == "__main__":
     import sys
 
-    main(sys.argv[1:])
+    ratio_main(OracleOverTorch, sys.argv[1:])

@@ -33,18 +33,10 @@ Run as a script for a quick ratio measurement without asv:
 
 from __future__ import annotations
 
-import statistics
-
 import numpy as np
 
-from benchmarks.training import (
-    BACKENDS,
-    DEVICES,
-    DTYPE,
-    REPEAT,
-    alternating_timings,
-    cached_runner,
-)
+from benchmarks.training import BACKENDS, DEVICES, DTYPE, REPEAT, cached_runner, ratio_main
+from benchmarks.training import OracleOverTorch as OracleOverTorchTemplate
 from reference import activations as A
 from reference import dense as D
 from reference import losses as L
@@ -52,7 +44,6 @@ from reference import network, registry
 from reference import regularization as R
 
 STEPS = 20
-ROUNDS, PAIRS = 7, 3  # OracleOverTorch: median of ROUNDS timings, median ratio of PAIRS
 ARCH = network.mlp((256, 256, 256, 10), "tanh", "cross_entropy")
 BATCH, P, SEED = 64, 0.5, 0
 HYPER = {"lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4}
@@ -275,45 +266,25 @@ class AugmentPipeline:
         self.runner.run(1)
 
 
-class OracleOverTorch:
+class OracleOverTorch(OracleOverTorchTemplate):
     """Time of the oracle / time of torch float64 eager on each work, timed alternately in
-    one process at one thread (median of ROUNDS (7) rounds each, the pair measured PAIRS (3)
-    times, the median ratio reported). Target <= 2."""
+    one process (training.OracleOverTorch: median of 7 timings each, median ratio of 3
+    pairs). Target <= 2."""
 
     params = (list(WORKS),)
-    param_names = ("work",)
-    timeout = 600
-    number = 1
-    repeat = 1
 
     def setup(self, work: str) -> None:
         self.work = work
         self.oracle = _runner(work, "numpy", "cpu")
         self.torch = _runner(work, "torch", "cpu")
 
-    def timings(self) -> list[tuple[float, float]]:
-        """PAIRS (oracle, torch) median seconds per step (per pipeline call), alternately."""
-        return alternating_timings(self.oracle, self.torch, CALLS[self.work], ROUNDS, PAIRS)
-
-    def track_ratio(self, work: str) -> float:
-        return statistics.median(o / t for o, t in self.timings())
-
-    track_ratio.unit = "oracle/torch"
-
-
-def main(argv: list[str]) -> None:
-    """Print the oracle's and torch's times and their ratio for each work named (all by
-    default), as OracleOverTorch measures them."""
-    for work in argv or list(WORKS):
-        b = OracleOverTorch()
-        b.setup(work)
-        pairs = b.timings()
-        print(f"{work}: oracle/torch {statistics.median(o / t for o, t in pairs):.2f} (median "
-              f"of {PAIRS}); fastest median of {ROUNDS}: oracle {min(p[0] for p in pairs) * 1e3:.2f}"
-              f" ms, torch {min(p[1] for p in pairs) * 1e3:.2f} ms")
+    @property
+    def n(self) -> int:
+        """Steps (per pipeline call) per timing."""
+        return CALLS[self.work]
 
 
 if __name__ == "__main__":
     import sys
 
-    main(sys.argv[1:])
+    ratio_main(OracleOverTorch, sys.argv[1:])

@@ -26,11 +26,10 @@ Run as a script for a quick ratio measurement without asv:
 
 from __future__ import annotations
 
-import statistics
-
 import numpy as np
 
-from benchmarks.training import BACKENDS, DEVICES, REPEAT, alternating_timings, cached_runner
+from benchmarks.training import BACKENDS, DEVICES, REPEAT, cached_runner, ratio_main
+from benchmarks.training import OracleOverTorch as OracleOverTorchTemplate
 
 SEQ, BATCH, EMBED, HIDDEN, VOCAB = 32, 32, 64, 128, 64
 MAX_NORM = 0.25
@@ -39,7 +38,6 @@ HYPER = {"sgd": {"lr": 0.1, "momentum": 0.9}, "adam": {"lr": 1e-3}}
 RATIO_OPTIMIZER = "adam"
 STEPS = 5        # LM training steps per timed call
 LSTM_CALLS = 10  # LSTM forward + backward passes per timed call
-ROUNDS, PAIRS = 7, 3  # OracleOverTorch: median of ROUNDS timings, median ratio of PAIRS
 
 
 def _model():
@@ -271,6 +269,37 @@ class _JaxLSTM:
         self.jax.block_until_ready(self.out)
 
 
+# --------------------------------------------------------------------------- any backend
+
+class _BackendLM:
+    """The backend's own methods: ``lm_loss_and_grads`` (backends/compose_lm.py's model over
+    its components, or its override), ``clip_by_global_norm`` (with the epsilon convention
+    the backend declares: torch's norm + 1e-6, optax's none) and its ``optimizer``; the final
+    state carried. The LM runner of the backends not written out above (the compiled ones,
+    benchmarks/bench_compiled.py), on any device they have."""
+
+    def __init__(self, bk, optimizer: str) -> None:
+        params, inputs, targets = _lm_data()
+        self.bk, self.model = bk, _model()
+        eps = bk.conventions.get("clip_by_global_norm", {}).get("eps", "torch")
+        self.eps = eps[0] if isinstance(eps, tuple) else eps
+        self.params = [bk.asarray(p, "float64") for p in params]
+        self.inputs, self.targets = bk.asarray(inputs), bk.asarray(targets)
+        self.opt = bk.optimizer(optimizer, **HYPER[optimizer])
+        self.opt_state = self.opt.init(self.params)
+        self.state = None
+
+    def run(self, steps: int) -> None:
+        bk, p, o, s = self.bk, self.params, self.opt_state, self.state
+        for _ in range(steps):
+            self.value, grads, s = bk.lm_loss_and_grads(self.model, p, self.inputs,
+                                                        self.targets, s)
+            grads = bk.clip_by_global_norm(grads, MAX_NORM, self.eps)
+            p, o = self.opt.update(list(grads), o, p)
+        bk.synchronize()
+        self.params, self.opt_state, self.state = p, o, s
+
+
 _BUILD = {
     "lm": {"numpy": _OracleLM, "torch": _TorchLM, "jax": _JaxLM},
     "lstm": {"numpy": _OracleLSTM, "torch": _TorchLSTM, "jax": _JaxLSTM},
@@ -279,7 +308,13 @@ _BUILD = {
 
 def _runner(kind: str, backend: str, device: str, optimizer: str = ""):
     """The warmed-up runner: LM training steps (kind "lm") or LSTM forward + backward ("lstm").
-    Only the CPU is wired up here: another device is skipped."""
+    The written-out runners of numpy, torch and jax are wired up for the CPU only (another
+    device is skipped); any other backend's LM steps run its own methods (_BackendLM)."""
+    if backend not in _BUILD[kind]:
+        if kind != "lm":
+            raise NotImplementedError(f"bench_rnn has no {kind} runner for {backend}")
+        return cached_runner(("rnn", kind, backend, device, optimizer), backend, device,
+                             lambda bk: _BackendLM(bk, optimizer), 1)
     if device != "cpu":
         raise NotImplementedError(f"bench_rnn runs on the CPU only, not {device}")
     build = _BUILD[kind][backend]
@@ -327,46 +362,21 @@ class LSTMForwardBackward:
 WORKS = {"lm_step": ("lm", RATIO_OPTIMIZER, STEPS), "lstm": ("lstm", "", LSTM_CALLS)}
 
 
-class OracleOverTorch:
+class OracleOverTorch(OracleOverTorchTemplate):
     """Time of the oracle / time of torch float64 eager on the same work (the LM training step
-    with Adam, the LSTM layer forward + backward), timed alternately in one process at one
-    thread (median of ROUNDS (7) rounds each, the pair measured PAIRS (3) times, the median
-    ratio reported). Target <= 2."""
+    with Adam, the LSTM layer forward + backward), timed alternately in one process
+    (training.OracleOverTorch: median of 7 timings each, median ratio of 3 pairs). Target
+    <= 2."""
 
     params = (list(WORKS),)
-    param_names = ("work",)
-    timeout = 600
-    number = 1
-    repeat = 1
 
     def setup(self, work: str) -> None:
         kind, optimizer, self.n = WORKS[work]
         self.oracle = _runner(kind, "numpy", "cpu", optimizer)
         self.torch = _runner(kind, "torch", "cpu", optimizer)
 
-    def timings(self) -> list[tuple[float, float]]:
-        """PAIRS (oracle, torch) median seconds per step or call, measured alternately."""
-        return alternating_timings(self.oracle, self.torch, self.n, ROUNDS, PAIRS)
-
-    def track_ratio(self, work: str) -> float:
-        return statistics.median(o / t for o, t in self.timings())
-
-    track_ratio.unit = "oracle/torch"
-
-
-def main(argv: list[str]) -> None:
-    """Print the oracle's and torch's times and their ratio for each work named (all by
-    default), as OracleOverTorch measures them."""
-    for work in argv or list(WORKS):
-        b = OracleOverTorch()
-        b.setup(work)
-        pairs = b.timings()
-        print(f"{work}: oracle/torch {statistics.median(o / t for o, t in pairs):.2f} (median "
-              f"of {PAIRS}); fastest median of {ROUNDS}: oracle {min(p[0] for p in pairs) * 1e3:.2f}"
-              f" ms, torch {min(p[1] for p in pairs) * 1e3:.2f} ms")
-
 
 if __name__ == "__main__":
     import sys
 
-    main(sys.argv[1:])
+    ratio_main(OracleOverTorch, sys.argv[1:])

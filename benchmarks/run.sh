@@ -38,7 +38,7 @@ grep -qs "\"$(python3 -c 'import platform; print(platform.node())')\"" "$HOME/.a
 
 asv run --python=same --set-commit-hash "$sha" \
     --record-samples --cpu-affinity 0 --show-stderr \
-    -b 'bench_(mlp|cnn|rnn|generative|practice|certify)' "$@"
+    -b 'bench_(mlp|cnn|rnn|generative|practice|compiled|certify)' "$@"
 rc=$?  # 2 when a benchmark failed; the results of the others are still saved
 python3 benchmarks/publish.py || { [ "$rc" -eq 0 ] && rc=1; }
 exit "$rc"

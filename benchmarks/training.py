@@ -31,6 +31,7 @@ import re
 import statistics
 import sys
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
@@ -102,7 +103,7 @@ def _load(name: str, device: str):
         bk = load_backend(name, device)
     except BackendUnavailable as exc:
         raise NotImplementedError(str(exc)) from exc
-    if name == "torch":
+    if name in ("torch", "torch-compile"):
         import torch
 
         torch.set_num_threads(THREADS)
@@ -233,3 +234,49 @@ def alternating_timings(oracle: Any, torch: Any, n: int, rounds: int, pairs: int
     that a change of load falls on both sides of a ratio)."""
     return [(median_seconds(oracle, n, rounds), median_seconds(torch, n, rounds))
             for _ in range(pairs)]
+
+
+class OracleOverTorch(ABC):
+    """The ratio template: time of the oracle / time of torch float64 eager on the same work,
+    timed alternately in one process at one thread (median of ``ratio_rounds`` (7) timings
+    each, the pair measured ``ratio_pairs`` (3) times, the median ratio reported). A module's
+    ``OracleOverTorch`` subclasses it (asv names the benchmark after the module's class; an
+    abstract class is not collected) with ``params`` its works and a ``setup(work)`` that
+    sets the runners ``oracle`` and ``torch``; ``n`` is the steps or calls per timing."""
+
+    param_names = ("work",)
+    timeout = 600
+    number = 1
+    repeat = 1
+    ratio_rounds, ratio_pairs = 7, 3  # not asv's `rounds` (processes of a time_ benchmark)
+    params: tuple[list[str]]
+    oracle: Any
+    torch: Any
+    n: int
+
+    @abstractmethod
+    def setup(self, work: str) -> None:
+        """Set ``oracle`` and ``torch`` (and ``n`` where it depends on the work)."""
+
+    def timings(self) -> list[tuple[float, float]]:
+        """``ratio_pairs`` (oracle, torch) median seconds per step or call, alternately."""
+        return alternating_timings(self.oracle, self.torch, self.n, self.ratio_rounds,
+                                   self.ratio_pairs)
+
+    def track_ratio(self, work: str) -> float:
+        return statistics.median(o / t for o, t in self.timings())
+
+    track_ratio.unit = "oracle/torch"
+
+
+def ratio_main(cls: type[OracleOverTorch], argv: list[str]) -> None:
+    """Print the oracle's and torch's times and their ratio for each work of ``cls`` named
+    in ``argv`` (all by default), as ``cls`` measures them: the modules' command line."""
+    for work in argv or list(cls.params[0]):
+        b = cls()
+        b.setup(work)
+        pairs = b.timings()
+        print(f"{work}: oracle/torch {statistics.median(o / t for o, t in pairs):.2f} (median "
+              f"of {b.ratio_pairs}); fastest median of {b.ratio_rounds}: oracle "
+              f"{min(p[0] for p in pairs) * 1e3:.2f} ms, torch {min(p[1] for p in pairs) * 1e3:.2f}"
+              " ms")

@@ -22,6 +22,7 @@ of the outputs (N, classes) against integer labels (N,), or 'mse' against target
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -152,7 +153,7 @@ class Architecture:
                 params += [(c, layer.out, k, k)] + ([(layer.out,)] if layer.bias else [])
                 shape = (layer.out, (h - 1) * s - 2 * p + k, (w - 1) * s - 2 * p + k)
             elif layer.kind == "reshape":
-                if int(np.prod(layer.shape)) != int(np.prod(shape)):
+                if math.prod(layer.shape) != math.prod(shape):
                     raise ValueError(f"layers: a reshape of {shape} to {layer.shape} changes the "
                                      "number of features")
                 shape = tuple(layer.shape)
@@ -163,7 +164,7 @@ class Architecture:
                 c, h, w = shape
                 shape = (c, h // k, w // k)
             elif layer.kind == "flatten":
-                shape = (int(np.prod(shape)),)
+                shape = (math.prod(shape),)
             elif layer.kind == "global_avg_pool":
                 shape = (shape[0],)
             elif layer.kind == "dense":
@@ -194,7 +195,7 @@ class Architecture:
         for name, shape in zip(self.param_names(), shapes, strict=True):
             if len(shape) > 1:
                 fan_in = (shape[0] if len(shape) == 2 else shape[0] * shape[2] * shape[3]
-                          if ".conv_transpose." in name else int(np.prod(shape[1:])))
+                          if ".conv_transpose." in name else math.prod(shape[1:]))
                 params.append(rng.standard_normal(shape) * np.sqrt(2.0 / fan_in))
             else:  # a batch-norm scale starts at 1, every bias at 0
                 params.append(np.ones(shape) if name.endswith(".weight") else np.zeros(shape))

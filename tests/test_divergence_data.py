@@ -55,6 +55,14 @@ EXPECTED = {
             ("test_forward", "rotate", None, None),
             ("test_vjp", "rotate", None, None),
             ("test_rotate_by_90_is_rot90", "rotate", None, None)],
+    "torch_compile": [
+        ("test_forward", "elu", ("float32", "float64", "bfloat16"), "pytorch#189803 (fixed by "
+         "pytorch#190533, after 2.13)"),
+        ("test_forward_tail", "elu", ("float32", "float64", "bfloat16"), "pytorch#189803 (fixed "
+         "by pytorch#190533, after 2.13)"),
+        ("test_trajectory", "adam", ("float32", "float64"),
+         "pytorch#88173; float32 step kept deliberately (pytorch#173901's review)"),
+        ("test_trajectory", "adamw", ("float32", "float64"), "pytorch#88173")],
 }
 
 
@@ -91,6 +99,15 @@ def test_adapters_declare_the_data(module, cls, name):
     need(module)
     mod = __import__(f"backends.{module}_backend", fromlist=[cls])
     assert getattr(mod, cls).known_divergences == load(name)
+
+
+def test_torch_compile_adds_its_own_to_torch():
+    need("torch")
+    from backends.torch_backend import TorchBackend
+    from backends.torch_compile import TorchCompileBackend
+
+    assert TorchCompileBackend.known_divergences == (TorchBackend.known_divergences
+                                                     + load("torch_compile"))
 
 
 def test_package_ships_the_files():
