@@ -193,15 +193,23 @@ class TorchCompileBackend(TorchBackend):
                                ) -> tuple[Any, list[Any], list[Any]]:
         """The architecture's training-mode loss as one compiled graph per architecture,
         batch-norm conventions and dtype, differentiated by torch.autograd (its compiled
-        backward): (loss, gradient of every parameter, new running statistics)."""
+        backward): (loss, gradient of every parameter, new running statistics). Where Dynamo
+        fails, the eager adapter runs once, so that its refusal of the arguments is raised as
+        it is."""
         def make() -> Callable:
             def loss(p, s, xs, t):
                 out, new_state = compose.forward(self, arch, p, s, xs, True, bn)
                 return network.loss(self, arch.loss, out, t), new_state
             return loss
         fn = compiled((id(self), "network_loss", arch, _frozen(bn), x.dtype), make)
-        with timed():
-            return self.value_and_grad_aux(lambda p: fn(p, list(state), x, target), params)
+        try:
+            with timed():
+                return self.value_and_grad_aux(lambda p: fn(p, list(state), x, target), params)
+        except torch._dynamo.exc.TorchDynamoException:
+            # as in _component: the eager adapter's refusal (a layer's Unsupported
+            # arguments) is raised as it is; if it runs, Dynamo's error stands
+            super().network_loss_and_grads(arch, params, state, x, target, bn)
+            raise
 
     def optimizer(self, name: str, **hyper: Any) -> Optimizer:
         """TorchBackend's torch.optim optimizer with its ``step`` compiled per optimizer
