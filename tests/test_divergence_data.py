@@ -63,7 +63,9 @@ EXPECTED = {
         ("test_trajectory", "adam", ("float32", "float64"),
          "pytorch#88173; float32 step kept deliberately (pytorch#173901's review)"),
         ("test_trajectory", "adamw", ("float32", "float64"), "pytorch#88173"),
-        ("test_vjp", "avg_pool2d", None, "pytorch#198119")],
+        ("test_vjp", "avg_pool2d", None, "pytorch#198119"),
+        *[("test_network_training", arch, ("float32", "float64"), "pytorch#88173")
+          for arch in ("mlp", "lenet", "resnet")]],
 }
 
 
@@ -78,11 +80,12 @@ def test_entries_load_as_before(adapter):
         # with label smoothing; jax's conv1d input gradient and optax's clipping of a zero
         # gradient with max_norm = 0; diffusers' DDIM step at eta = 1 in float32; torchvision's
         # bilinear rotate with a fill, torch's antialiased resize to one column, dm_pix's
-        # rotation by multiples of 90 degrees; Inductor's avg_pool2d backward in ceil mode
+        # rotation by multiples of 90 degrees; Inductor's avg_pool2d backward in ceil mode and
+        # the compiled Adam steps inside the architectures' training
         assert k.scoped == (k.component in ("conv1d", "conv2d", "conv_transpose2d", "mlp",
                                             "cross_entropy", "clip_by_global_norm",
                                             "ddim_step", "rotate", "resized_crop",
-                                            "avg_pool2d")), k
+                                            "avg_pool2d", "lenet", "resnet")), k
 
 
 def test_shared_texts_are_expanded():
