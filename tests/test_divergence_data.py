@@ -68,7 +68,8 @@ EXPECTED = {
           for arch in ("mlp", "lenet", "resnet")],
         ("test_denoiser_training", "denoiser", ("float32", "float64"), "pytorch#88173"),
         ("test_dcgan_training", "dcgan", ("float32", "float64"), "pytorch#88173"),
-        ("test_char_lm_training", "char_lm", ("float32", "float64"), "pytorch#88173")],
+        ("test_char_lm_training", "char_lm", ("float32", "float64"), "pytorch#88173"),
+        ("test_vae_training", "vae", ("float32", "float64"), "pytorch#88173")],
 }
 
 
@@ -90,7 +91,8 @@ def test_entries_load_as_before(adapter):
                                             "ddim_step", "rotate", "resized_crop",
                                             "avg_pool2d", "lenet", "resnet")
                             or (adapter, k.component) in (("torch_compile", "denoiser"),
-                                                          ("torch_compile", "char_lm"))), k
+                                                          ("torch_compile", "char_lm"),
+                                                          ("torch_compile", "vae"))), k
 
 
 def test_shared_texts_are_expanded():
