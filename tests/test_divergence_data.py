@@ -54,7 +54,10 @@ EXPECTED = {
             ("test_ddim_step", "ddim_step", ("float32",), None),
             ("test_forward", "rotate", None, None),
             ("test_vjp", "rotate", None, None),
-            ("test_rotate_by_90_is_rot90", "rotate", None, None)],
+            ("test_rotate_by_90_is_rot90", "rotate", None, None),
+            ("test_network_forward", "mlp", None, None),
+            ("test_network_gradients", "mlp", None, None),
+            ("test_network_training", "mlp", None, None)],
     "torch_compile": [
         ("test_forward", "elu", ("float32", "float64", "bfloat16"), "pytorch#189803 (fixed by "
          "pytorch#190533, after 2.13)"),
