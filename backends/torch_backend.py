@@ -47,12 +47,13 @@ _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torc
 
 @contextlib.contextmanager
 def _tf32() -> Iterator[None]:
-    """TF32 on for cuBLAS matmuls and cuDNN convolutions, off again after (correctness mode)."""
+    """TF32 on for cuBLAS matmuls and cuDNN convolutions, the settings before restored after."""
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
 def _devices() -> tuple[str, ...]:

@@ -517,9 +517,8 @@ def pytest_runtest_call(item: pytest.Item):
                                                         record.class_gaps.items()]))
         if record.three_way:
             item.user_properties.append(("three_way", record.three_way))
-        if record.repeated:  # [examples run twice, of them differing, the first of them]
-            item.user_properties.append(("nondeterminism", [
-                record.repeated, record.nondeterministic, record.first_nondeterministic]))
+        if record.nondeterminism["repeated"]:
+            item.user_properties.append(("nondeterminism", record.nondeterminism))
         if record.fast_paths:
             item.user_properties.append(("fast_paths", record.fast_paths))
         if record.compiles:

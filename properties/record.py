@@ -75,13 +75,12 @@ class Record:
     #: their seconds, summed (kept out of the properties' budget by its caches)
     compiles: int = 0
     compile_seconds: float = 0.0
-    #: whether each example runs the backend twice (the plugin's --determinism), the examples
-    #: that did, those whose second run differed, and the first such:
-    #: {"what", "max_abs", "max_rel", "draws"} (``note_repeat``)
+    #: whether each example runs the backend twice (the plugin's --determinism); the
+    #: examples that did ("repeated"), those whose second run differed ("differed") and the
+    #: first such ("first": {"what", "max_abs", "max_rel", "draws"}; ``note_repeat``)
     repeat: bool = False
-    repeated: int = 0
-    nondeterministic: int = 0
-    first_nondeterministic: dict[str, Any] | None = None
+    nondeterminism: dict[str, Any] = field(default_factory=lambda: {
+        "repeated": 0, "differed": 0, "first": None})
     #: a fast-path test's accuracy with the device's fast float32 paths off and on, worst
     #: over its examples (properties/test_fast_paths.py): {"paths", "margin_off",
     #: "margin_on", "max_rel_off", "max_rel_on"}
@@ -159,14 +158,15 @@ class Record:
     def note_repeat(self, differed: tuple[str, float, float] | None) -> None:
         """One example run twice; ``differed``: (what, max abs, max rel difference) of the
         first array whose second run differed, or None where every array was equal."""
-        self.repeated += 1
+        nd = self.nondeterminism
+        nd["repeated"] += 1
         if differed is None:
             return
-        self.nondeterministic += 1
-        if self.first_nondeterministic is None:
+        nd["differed"] += 1
+        if nd["first"] is None:
             what, max_abs, max_rel = differed
-            self.first_nondeterministic = {"what": what, "max_abs": max_abs, "max_rel": max_rel,
-                                           "draws": [list(d) for d in self.draws]}
+            nd["first"] = {"what": what, "max_abs": max_abs, "max_rel": max_rel,
+                           "draws": [list(d) for d in self.draws]}
 
     def note_fast_paths(self, paths: str, distances: dict[str, float]) -> None:
         """One example's accuracy with fast paths off and on (the keys of ``fast_paths``),

@@ -16,6 +16,7 @@ import platform
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -163,7 +164,7 @@ def build(config: pytest.Config, sel, rows: list[dict], run: dict[str, Any]) -> 
             "three_way": props.get("three_way") if ran else None,
             "compiles": props.get("compiles", 0),
             "compile_seconds": props.get("compile_seconds", 0.0),
-            "nondeterminism": _nondeterminism(props.get("nondeterminism")) if ran else None,
+            "nondeterminism": props.get("nondeterminism") if ran else None,
             "fast_paths": props.get("fast_paths") if ran else None,
         })
     cls = sel.cls
@@ -194,15 +195,6 @@ def build(config: pytest.Config, sel, rows: list[dict], run: dict[str, Any]) -> 
         "results": sorted(results, key=lambda r: (r["component"] or "", r["test"], r["variant"],
                                                   r["dtype"] or "")),
     }
-
-
-def _nondeterminism(entry: list | None) -> dict[str, Any] | None:
-    """A test's repeated runs (the plugin's [examples run twice, of them differing, the first
-    of them]) as {"repeated", "differed", "first"}."""
-    if not entry:
-        return None
-    repeated, differed, first = entry
-    return {"repeated": repeated, "differed": differed, "first": first}
 
 
 def lacked_arguments(lacks: dict[str, dict[str, tuple[Any, str]]], rows: list[dict]
@@ -423,13 +415,11 @@ def markdown(rep: dict[str, Any]) -> str:
                 "each one's worst margin to the oracle, and the two results' worst distance "
                 "from each other (its margin under the sum of their two tolerances; "
                 "properties/test_three_way.py).", "",
-                "| component | property | dtype | against | margin | against's margin | "
-                "distance margin | max abs | max rel |", "|---|---|---|---|---|---|---|---|---|"]
-        out += [f"| {r['component'] or ''} | {_property(r)} | {r['dtype'] or ''} "
-                f"| {t['against']} | {_margin(t.get('margin_backend'))} "
-                f"| {_margin(t.get('margin_against'))} | {_margin(t.get('margin_apart'))} "
-                f"| {_margin(t.get('max_abs'))} | {_margin(t.get('max_rel'))} |"
-                for r in three for t in (r["three_way"],)]
+                *_measured(three, "three_way", ("against", "margin", "against's margin",
+                                                    "distance margin", "max abs", "max rel"),
+                           lambda t: [t["against"], *map(_margin, (
+                               t.get("margin_backend"), t.get("margin_against"),
+                               t.get("margin_apart"), t.get("max_abs"), t.get("max_rel")))])]
     if differed:
         out += ["", "## Nondeterminism", "",
                 "Tests where running the backend again on the same example gave a different "
@@ -452,12 +442,11 @@ def markdown(rep: dict[str, Any]) -> str:
                 "worst normwise relative error (max |error| / max |oracle|), with them off (as "
                 "every other property runs) and on. Measured, not failed "
                 "(properties/test_fast_paths.py).", "",
-                "| component | property | paths | margin off | margin on | max rel off | "
-                "max rel on |", "|---|---|---|---|---|---|---|"]
-        out += [f"| {r['component'] or ''} | {_property(r)} | {f['paths']} "
-                f"| {_margin(f.get('margin_off'))} | {_margin(f.get('margin_on'))} "
-                f"| {_margin(f.get('max_rel_off'))} | {_margin(f.get('max_rel_on'))} |"
-                for r in fast for f in (r["fast_paths"],)]
+                *_measured(fast, "fast_paths", ("paths", "margin off", "margin on",
+                                                "max rel off", "max rel on"),
+                           lambda f: [f["paths"], *map(_margin, (
+                               f.get("margin_off"), f.get("margin_on"), f.get("max_rel_off"),
+                               f.get("max_rel_on")))])]
     compiled = compile_times(rep["results"])
     if compiled:
         out += ["", "## Compilation", "",
@@ -489,6 +478,16 @@ def markdown(rep: dict[str, Any]) -> str:
                 seen.add(key)
                 out.append(f"- {r['component'] or ''} {_property(r)}: {r['outcome']}: {r['reason']}")
     return "\n".join(out) + "\n"
+
+
+def _measured(results: list[dict], key: str, heads: tuple[str, ...],
+              cells: Callable[[dict], list[str]]) -> list[str]:
+    """A table of what each result measured (``r[key]``): component, property and dtype, then
+    ``heads`` with ``cells(r[key])``."""
+    out = ["| " + " | ".join(("component", "property", "dtype", *heads)) + " |",
+           "|" + "---|" * (3 + len(heads))]
+    return out + ["| " + " | ".join((r["component"] or "", _property(r), r["dtype"] or "",
+                                     *cells(r[key]))) + " |" for r in results]
 
 
 def compile_times(results: list[dict]) -> dict[str, tuple[int, float]]:

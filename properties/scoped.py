@@ -34,6 +34,12 @@ def noted_arguments() -> dict[str, Any] | None:
     return _args
 
 
+def add_arguments(**args: Any) -> None:
+    """Add ``args`` to the example's noted arguments (a test's own parameters, such as its
+    optimizer, beside those its case noted)."""
+    note_arguments({**(_args or {}), **args})
+
+
 @dataclass
 class ScopedRun:
     """The scoped divergences of one test and what its examples showed: per divergence, the

@@ -14,7 +14,7 @@ from backends import harness
 from properties.architectures import CASES, avoid_kinks, network_terms
 from properties.checks import unsupported_example
 from properties.optimizer_cases import HYPERS
-from properties.scoped import note_arguments, noted_arguments
+from properties.scoped import add_arguments
 from properties.strategies import conventions
 from properties.tolerance import assert_close, moved, noisy_update, sensitivity, spread
 from reference import network
@@ -91,7 +91,7 @@ def test_network_training(backend, dtype, component, optimizer, data):
     case = CASES[component]
     prob = case.draw(data, backend, dtype, data.draw(st.integers(*case.train_rows), label="N"))
     # the optimizer is part of what a known divergence may be scoped by
-    note_arguments({**(noted_arguments() or {}), "optimizer": optimizer})
+    add_arguments(optimizer=optimizer)
     steps = data.draw(st.integers(1, case.max_steps), label="steps")
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="batch_seed"))
     n = prob.x.shape[0]

@@ -29,7 +29,7 @@ from properties.architectures import network_terms
 from properties.checks import unsupported_example
 from properties.coverage import stratum
 from properties.record import current_record
-from properties.scoped import note_arguments, noted_arguments
+from properties.scoped import add_arguments, note_arguments
 from properties.strategies import conventions, seeded_array
 from properties.tolerance import DELTA, assert_close, moved, noisy_update, round_to, sensitivity, spread
 from properties.vae_cases import OPTIMIZERS, draw_hyper
@@ -141,7 +141,7 @@ def test_denoiser_training(backend, dtype, data):
     batches = [_batch(data, model.dim, n, dtype) for _ in range(steps)]
     optimizer = stratum(data, "optimizer", OPTIMIZERS)
     # what a known divergence may be scoped by
-    note_arguments({**(noted_arguments() or {}), "optimizer": optimizer})
+    add_arguments(optimizer=optimizer)
     hyper = conventions(data, backend, optimizer, draw_hyper(data, optimizer))
     ac = round_to(ALPHAS_CUMPROD, dtype)
     k = len(params)

@@ -85,4 +85,6 @@ def normwise(actual: np.ndarray, expected: np.ndarray) -> float:
     if not np.isfinite(err).all():
         return np.inf
     scale = np.abs(e[finite]).max()
-    return float(err.max() / scale) if scale > 0 else float(err.max() > 0) * np.inf
+    if scale > 0:
+        return float(err.max() / scale)
+    return 0.0 if err.max() == 0 else np.inf

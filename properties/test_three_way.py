@@ -36,7 +36,7 @@ from properties.checks import (
 from properties.inputs import Inputs
 from properties.plugin import DIVERGED
 from properties.record import Comparison, current_record, error_text, same_value
-from properties.scoped import note_arguments, noted_arguments
+from properties.scoped import add_arguments
 from properties.specs import SPECS, tail_components
 from properties.tolerance import compare, tolerance
 
@@ -131,7 +131,7 @@ def judge(backend: Backend, against: Backend, expected: Expected, dtype: str, te
     diverged = [role for role in sides if not worst[role].ok]
     if not diverged:
         return
-    note_arguments({**(noted_arguments() or {}), DIVERGED: tuple(diverged)})
+    add_arguments(**{DIVERGED: tuple(diverged)})
     distance = f"distance: max abs {max_abs:.3g}, max rel {max_rel:.3g}, margin {margin:.3g}"
     findings = "; ".join(_finding(worst[role], dtype) for role in diverged)
     if len(diverged) == 2:

@@ -26,7 +26,7 @@ from properties import vae_cases as VC
 from properties.checks import unsupported_example
 from properties.coverage import stratum
 from properties.record import current_record
-from properties.scoped import note_arguments, noted_arguments
+from properties.scoped import add_arguments
 from properties.strategies import conventions, seeded_array
 from properties.tolerance import (
     assert_close,
@@ -83,7 +83,7 @@ def test_vae_training(backend, dtype, data):
     epss = [case.eps] + [seeded_array(data.draw, case.eps.shape, dtype) for _ in range(steps - 1)]
     optimizer = stratum(data, "optimizer", VC.OPTIMIZERS)
     # what a known divergence may be scoped by
-    note_arguments({**(noted_arguments() or {}), "optimizer": optimizer})
+    add_arguments(optimizer=optimizer)
     hyper = conventions(data, backend, optimizer, VC.draw_hyper(data, optimizer))
     loss_ms: list[float] = []
 

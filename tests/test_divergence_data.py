@@ -78,26 +78,28 @@ EXPECTED = {
 }
 
 
+#: the components whose entries are scoped (to an argument's values), per adapter: torch's
+#: bfloat16 conv1d and conv2d weight gradients and conv_transpose2d gradients, gelu inside an
+#: MLP, float16 cross-entropy with label smoothing, diffusers' DDIM step at eta = 1 in
+#: float32, torchvision's bilinear rotate with a fill, the antialiased resize to one column;
+#: jax's conv1d input gradient, optax's clipping of a zero gradient with max_norm = 0, the
+#: DDIM step, dm_pix's rotation by multiples of 90 degrees, the tanh GELU inside an MLP;
+#: torch-compile's avg_pool2d backward in ceil mode and its Adam steps inside trainings
+SCOPED = {
+    "torch": {"conv1d", "conv2d", "conv_transpose2d", "mlp", "cross_entropy", "ddim_step",
+              "rotate", "resized_crop"},
+    "jax": {"conv1d", "clip_by_global_norm", "ddim_step", "rotate", "mlp"},
+    "torch_compile": {"avg_pool2d", "mlp", "lenet", "resnet", "denoiser", "char_lm", "vae"},
+}
+
+
 @pytest.mark.parametrize("adapter", sorted(EXPECTED))
 def test_entries_load_as_before(adapter):
     kds = load(adapter)
     assert [(k.test, k.component, k.dtypes, k.upstream) for k in kds] == EXPECTED[adapter]
     for k in kds:
         assert len(k.reason) > 100 and "{" not in k.reason, k
-        # the scoped entries (added as data): torch's bfloat16 conv1d and conv2d weight
-        # gradients and conv_transpose2d gradients, gelu inside an MLP, float16 cross-entropy
-        # with label smoothing; jax's conv1d input gradient and optax's clipping of a zero
-        # gradient with max_norm = 0; diffusers' DDIM step at eta = 1 in float32; torchvision's
-        # bilinear rotate with a fill, torch's antialiased resize to one column, dm_pix's
-        # rotation by multiples of 90 degrees; Inductor's avg_pool2d backward in ceil mode and
-        # the compiled Adam steps inside the architectures' training
-        assert k.scoped == (k.component in ("conv1d", "conv2d", "conv_transpose2d", "mlp",
-                                            "cross_entropy", "clip_by_global_norm",
-                                            "ddim_step", "rotate", "resized_crop",
-                                            "avg_pool2d", "lenet", "resnet")
-                            or (adapter, k.component) in (("torch_compile", "denoiser"),
-                                                          ("torch_compile", "char_lm"),
-                                                          ("torch_compile", "vae"))), k
+        assert k.scoped == (k.component in SCOPED[adapter]), k
 
 
 def test_shared_texts_are_expanded():
