@@ -40,7 +40,7 @@ from hypothesis.errors import FailedHealthCheck, Flaky, Unsatisfiable, Unsatisfi
 from backends import compile_events
 from backends.base import Backend, BackendUnavailable, KnownDivergence
 from backends.loader import BUILTIN, resolve
-from properties import coverage, flaky, report, runlog, scheduling
+from properties import coverage, flaky, report, resume, runlog, scheduling
 from properties.record import Record, current_record, start_record
 from properties.report import item_key
 from properties.scoped import ScopedRun
@@ -87,6 +87,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="with --certify, replay up to N failed tests in a fresh process after the "
                      "run; one that passes there is reported flaky (0: none; default "
                      f"{REPLAY_FAILURES})")
+    g.addoption("--resume", action="store_true",
+                help="with --certify, continue the interrupted certification in --report-dir: "
+                     "its finished tests keep their results and only the others run "
+                     "(properties/resume.py)")
     g.addoption("--run-dir", default=None,
                 help="keep the run directory (results.jsonl, the examples logs) in this "
                      "directory and leave it there (default: a temporary one, removed after "
@@ -185,7 +189,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if _is_worker(config):
         run_dir, worker = runlog.worker_run_dir(), config.workerinput["workerid"]
     else:
-        run_dir, worker = _controller_run_dir(config), "main"
+        run_dir, worker = _controller_run_dir(config, state), "main"
         state["journal"] = run_dir / "results.jsonl"
         state["isolated"] = bool(getattr(config.option, "numprocesses", None))
     state["run_dir"], state["worker"] = run_dir, worker
@@ -193,13 +197,27 @@ def pytest_configure(config: pytest.Config) -> None:
         state["examples"] = runlog.ExampleLog(run_dir / f"examples-{worker}.jsonl")
 
 
-def _controller_run_dir(config: pytest.Config) -> Path:
-    """--run-dir (made if missing, handed to the workers), else a fresh temporary one."""
+def _controller_run_dir(config: pytest.Config, state: dict) -> Path:
+    """The interrupted run's directory under --resume (its rows become this run's first),
+    else --run-dir (made if missing; refused if it holds an earlier run's results), else a
+    fresh temporary one; handed to the workers."""
     given = config.getoption("--run-dir")
+    if config.getoption("--resume"):
+        if not config.getoption("--certify"):
+            raise pytest.UsageError("--resume continues an interrupted certification: it "
+                                    "needs --certify")
+        resumed = resume.plan(
+            {sel.id: report.interrupted(config.getoption("--report-dir"), sel.id)
+             for sel in state["selected"].values()}, report.run_fields(config), given)
+        resume.write_skips(resumed)
+        state["results"], state["resumed"] = resumed.rows, resumed.summary()
+        os.environ[runlog.ENV] = str(resumed.run_dir)
+        return resumed.run_dir
     if given is None:
         return runlog.make_run_dir()
     path = Path(given).resolve()
     path.mkdir(parents=True, exist_ok=True)
+    resume.refuse_an_earlier_journal(path)
     os.environ[runlog.ENV] = str(path)
     return path
 
@@ -289,15 +307,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     test whose dtypes no selected backend runs (pytest's empty parameter set: the float32
     invariants of a float64-only backend) is deselected: it tests no backend, as are the
     three-way tests without --against. A three-way test applies each side's known divergences
-    of the property it mirrors, judged per example (``three_way_divergences``)."""
+    of the property it mirrors, judged per example (``three_way_divergences``). Under
+    --resume, the tests the interrupted run finished are left out (properties.resume)."""
     state = config.stash[_STATE]
     selected, other = state["selected"], state.get("against")
     untested = [item for item in items if "backend" in getattr(item, "fixturenames", ())
                 and (not isinstance(item_key(item)[0], str)
                      or (other is None and "against" in item.fixturenames))]
-    if untested:
-        config.hook.pytest_deselected(items=untested)
-        gone = set(map(id, untested))
+    done = resume.skips(state["run_dir"]) if config.getoption("--resume") else set()
+    finished = [item for item in items if item.nodeid in done]
+    if untested or finished:
+        config.hook.pytest_deselected(items=untested + finished)
+        gone = set(map(id, untested + finished))
         items[:] = [item for item in items if id(item) not in gone]
     for item in items:
         spec, test, component, dtype = item_key(item)
@@ -354,7 +375,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         runlog.write_json(state["run_dir"] / f"keys-{state['worker']}.json",
                           {i.nodeid: row_key(i) for i in session.items})
     if not _is_worker(session.config):
-        state["collected"] = len(session.items)
+        state["collected"] = len(session.items) + _resumed_count(state)
+
+
+def _resumed_count(state: dict) -> int:
+    """Tests whose results a resumed run kept from the interrupted one (not collected now)."""
+    return (state.get("resumed") or {}).get("results", 0)
 
 
 @pytest.hookimpl(optionalhook=True, tryfirst=True)
@@ -366,7 +392,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_node_collection_finished(node, ids: list[str]) -> None:
     if _config is not None:
-        _config.stash[_STATE]["collected"] = len(ids)
+        state = _config.stash[_STATE]
+        state["collected"] = len(ids) + _resumed_count(state)
 
 
 def row_key(item: pytest.Item) -> list:
@@ -743,7 +770,7 @@ def _write_certificates(config: pytest.Config, complete: bool) -> list[Path]:
     run = {"complete": complete, "selection": report.selection(config),
            "collected": state.get("collected"), "isolated": state.get("isolated", False),
            "timeout_s": test_timeout(config), "run_dir": str(state["run_dir"]),
-           "determinism": config.getoption("--determinism")}
+           "determinism": config.getoption("--determinism"), "resumed": state.get("resumed")}
     return report.write_all(config, state["selected"], state["results"],
                             config.getoption("--report-dir"), run)
 
@@ -754,14 +781,24 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     state = config.stash[_STATE]
     _timed_out_here(state)
-    interrupted = exitstatus == pytest.ExitCode.INTERRUPTED or session.shouldstop
+    # -x / --maxfail stop the run early too (pytest's shouldfail): what did not run is missing
+    interrupted = (exitstatus == pytest.ExitCode.INTERRUPTED or bool(session.shouldstop)
+                   or bool(session.shouldfail))
     if config.getoption("--certify"):
         if not interrupted:
             interrupted = not _replay_failures(config)
         written = _write_certificates(config, complete=not interrupted)
         for path in written:
             _say(config, f"touchstone: wrote {path}")
-    if not interrupted and state["run_dir"] is not None and config.getoption("--run-dir") is None:
+        kept = [r["nodeid"] for r in state["results"][:_resumed_count(state)]
+                if r["outcome"] == "failed" and not r.get("wasxfail")]
+        if kept:
+            _say(config, f"touchstone: {len(kept)} failed tests kept from the interrupted run, "
+                         f"e.g. {kept[0]}")
+            if session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if (not interrupted and state["run_dir"] is not None and config.getoption("--run-dir") is None
+            and not config.getoption("--resume")):
         shutil.rmtree(state["run_dir"], ignore_errors=True)
 
 

@@ -132,6 +132,16 @@ def selection(config: pytest.Config) -> str:
     return " ".join(parts)
 
 
+def run_fields(config: pytest.Config) -> dict[str, Any]:
+    """What makes two runs one certification (properties.resume.SAME), as the certificate
+    records them."""
+    return {"commit": _git_commit(),
+            "profile": (config.getoption("hypothesis_profile", None)
+                        or settings.get_current_profile_name()),
+            "seed": config.getoption("hypothesis_seed", None), "selection": selection(config),
+            "determinism": config.getoption("--determinism"), "device": config.getoption("--device")}
+
+
 def build(config: pytest.Config, sel, rows: list[dict], run: dict[str, Any]) -> dict[str, Any]:
     results = []
     for r in rows:
@@ -176,7 +186,7 @@ def build(config: pytest.Config, sel, rows: list[dict], run: dict[str, Any]) -> 
         "status": status, "selection": run["selection"], "tests_recorded": len(rows),
         "tests_collected_all_backends": run["collected"], "isolated": run["isolated"],
         "test_timeout_s": run["timeout_s"], "run_dir": run["run_dir"],
-        "determinism": run.get("determinism", "auto"),
+        "determinism": run.get("determinism", "auto"), "resumed": run.get("resumed"),
         "peak_rss_mb": max(peaks) if peaks else None,
         "backend": cls.name if cls else sel.spec, "spec": sel.spec, "device": sel.device,
         "id": sel.id, "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -342,6 +352,9 @@ def markdown(rep: dict[str, Any]) -> str:
            ("crash isolation", "xdist workers" if rep["isolated"] else "none (-n 0)"),
            ("determinism check", _DETERMINISM[rep.get("determinism", "auto")]),
            ("peak memory of a test process", f"{rep['peak_rss_mb']} MiB")]
+    if rep.get("resumed"):
+        env.append(("resumed", f"{rep['resumed']['results']} results kept from the run "
+                               f"interrupted at {rep['resumed']['interrupted_at']}"))
     out += ["| | |", "|---|---|", *[f"| {k} | `{v}` |" for k, v in env], ""]
     if rep["unavailable"]:
         out += [f"**Unavailable:** {rep['unavailable']}", ""]
@@ -550,6 +563,18 @@ def write_all(config: pytest.Config, selected: dict, results: list[dict], report
             for stale in certificate_paths(out_dir, rep["id"], "incomplete"):
                 stale.unlink(missing_ok=True)
     return written
+
+
+def interrupted(report_dir: Path | str, backend_id: str) -> dict[str, Any] | None:
+    """The interrupted certificate of ``backend_id`` in ``report_dir`` (incomplete, or a
+    selection's partial and incomplete one), None if there is none."""
+    for status in ("incomplete", "partial"):
+        path = certificate_paths(Path(report_dir), backend_id, status)[0]
+        if path.exists():
+            rep = json.loads(path.read_text())
+            if "incomplete" in rep["status"]:
+                return rep
+    return None
 
 
 def load(report_dir: Path | str, backend_id: str) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from properties import report
+from properties import report, runlog
 from tests.misbehaving import MISBEHAVING
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,6 +119,34 @@ def test_a_killed_certification_leaves_an_incomplete_certificate(tmp_path):
     assert not (tmp_path / "numpy32-cpu.json").exists()
     assert (tmp_path / "numpy32-cpu.partial.md").read_text().splitlines()[2].startswith(
         "**Partial and incomplete:**")
+
+
+def test_an_interrupted_certification_resumes_where_it_stopped(tmp_path):
+    """--maxfail stops a serial run at its planted failure (an interrupted certificate, not a
+    complete one); --resume refuses another profile, then runs only the rest under -n 2 and
+    certifies as one uninterrupted run does, exit status included."""
+    only = "test_forward and not tail and (sigmoid or tanh or relu or softplus)"
+    spec, cert_id = "tests.planted:SigmoidViaTanh", "planted-sigmoid-via-tanh-cpu"
+    whole = certify(spec, tmp_path / "whole", "-n", "0", only=only, profile="planted")
+    out, run = tmp_path / "resumed", tmp_path / "run"
+    stopped = certify(spec, out, "-n", "0", "--maxfail", "1", "--run-dir", str(run), only=only,
+                      profile="planted")
+    first = report.load(out, cert_id)
+    assert stopped.returncode == 1 and first["status"] == "partial, incomplete", stopped.stdout
+    refused = certify(spec, out, "--resume", only=only, profile="ci")
+    assert refused.returncode == 4 and "Hypothesis profile 'planted'" in refused.stderr
+    resumed = certify(spec, out, "-n", "2", "--resume", only=only, profile="planted")
+    assert resumed.returncode == whole.returncode == 1, resumed.stdout[-3000:]
+    rep, expected = report.load(out, cert_id), report.load(tmp_path / "whole", cert_id)
+    assert rep["status"] == "partial" and rep["resumed"]["results"] == len(first["results"])
+    assert 0 < len(first["results"]) < len(rep["results"])
+
+    def rows(r: dict) -> list:
+        return sorted((x["nodeid"], x["outcome"], x["examples"], x["worst_margin"])
+                      for x in r["results"])
+    assert rows(rep) == rows(expected)
+    journal = [row["nodeid"] for row in runlog.read_rows(run / "results.jsonl")]
+    assert sorted(journal) == sorted(x["nodeid"] for x in rep["results"])  # none ran twice
 
 
 def test_workers_and_a_serial_run_certify_alike(tmp_path):
