@@ -68,6 +68,9 @@ class TorchBackend(Backend, TorchRecurrent, LanguageModelBackend, GANBackend, VA
     name = "torch"
     devices: tuple[str, ...] = _devices()
     dtypes = ("float16", "bfloat16", "float32", "float64")
+    #: conv2d's input reaches oneDNN channels-last (torch-compile: Inductor's layout), where
+    #: float32 crashes on the form float16 crashes on (_refuse_conv_segfault)
+    conv_input_channels_last = False
     conventions: dict[str, dict[str, Any]] = {
         # F.cross_entropy weights each class inside the smoothed sum; 'mean' divides by
         # sum_i w[y_i].
@@ -295,7 +298,7 @@ class TorchBackend(Backend, TorchRecurrent, LanguageModelBackend, GANBackend, VA
         stride = as_tuple(stride, 2, "stride")
         dilation = as_tuple(dilation, 2, "dilation")
         x, pad = _torch_padding(x, padding, 2, stride, tuple(w.shape[2:]), dilation)
-        _refuse_float16_segfault(x, w, stride, pad, dilation)
+        _refuse_conv_segfault(x, w, b, stride, pad, dilation, self.conv_input_channels_last)
         return F.conv2d(x, w, b, stride, pad, dilation, groups)
 
     def conv1d(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None,
@@ -306,7 +309,7 @@ class TorchBackend(Backend, TorchRecurrent, LanguageModelBackend, GANBackend, VA
         stride = as_tuple(stride, 1, "stride")
         dilation = as_tuple(dilation, 1, "dilation")
         x, pad = _torch_padding(x, padding, 1, stride, tuple(w.shape[2:]), dilation)
-        _refuse_float16_segfault(x, w, stride, pad, dilation)
+        _refuse_conv_segfault(x, w, b, stride, pad, dilation)
         return F.conv1d(x, w, b, stride, pad, dilation, groups)
 
     def conv_transpose2d(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None,
@@ -497,21 +500,29 @@ def _torch_padding(x: torch.Tensor, padding: Any, ndim: int, stride: tuple[int, 
     return F.pad(x, tuple(v for lo_hi in reversed(pad) for v in lo_hi)), (0,) * ndim
 
 
-def _refuse_float16_segfault(x: torch.Tensor, w: torch.Tensor, stride: tuple[int, ...],
-                             pad: Any, dilation: tuple[int, ...]) -> None:
-    """Raise Unsupported for the float16 convolutions that kill the process in torch 2.13.0
-    on CPU (a segmentation fault in F.conv1d/F.conv2d): an axis of input length 1 with
-    kernel 1, dilation > 1, stride > 1 and padding > 0. Found by the dev profile (seed 5,
-    conv1d); a sweep of 3348 zero-input conv1d and 288 conv2d configurations crashed in 16,
-    all of this form, none in bfloat16 or float32. Reproduction:
-    tests/repro/torch_float16_conv_segfault.py."""
-    if x.dtype != torch.float16 or isinstance(pad, str):
+def _refuse_conv_segfault(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None,
+                          stride: tuple[int, ...], pad: Any, dilation: tuple[int, ...],
+                          channels_last: bool = False) -> None:
+    """Raise Unsupported for the convolutions that kill the process in torch 2.13.0 on CPU
+    (a segmentation fault in oneDNN): an axis of input length 1 with kernel 1, dilation > 1,
+    stride > 1 and padding > 0, in float16 (F.conv1d/F.conv2d; a sweep of 3348 zero-input
+    conv1d and 288 conv2d configurations crashed in 16, all of this form, none in bfloat16
+    or float32: tests/repro/torch_float16_conv_segfault.py), and in float32 with a bias where
+    conv2d's input is channels-last, as Inductor lays it out (seen: (stride 2, padding 1) and
+    (stride 3, padding 2); contiguous float32, float64 and bfloat16 never: pytorch#195394,
+    tests/repro/torch_conv2d_channels_last_segfault.py)."""
+    crashes = x.dtype == torch.float16 or (
+        channels_last and x.dtype == torch.float32 and b is not None and x.ndim == 4)
+    if not crashes or x.device.type != "cpu" or isinstance(pad, str):
         return
     for n, k, s, p, d in zip(x.shape[2:], w.shape[2:], stride, pad, dilation, strict=True):
         if n == 1 and k == 1 and d > 1 and s > 1 and p > 0:
-            raise Unsupported("torch 2.13.0 F.conv float16 on CPU segfaults with an axis of "
+            raise Unsupported(f"torch 2.13.0 F.conv {x.dtype} on CPU segfaults with an axis of "
                               "length 1, kernel 1, dilation > 1, stride > 1 and padding > 0 "
-                              "(tests/repro/torch_float16_conv_segfault.py)")
+                              + ("(channels-last input with a bias: pytorch#195394, "
+                                 "tests/repro/torch_conv2d_channels_last_segfault.py)"
+                                 if x.dtype == torch.float32 else
+                                 "(tests/repro/torch_float16_conv_segfault.py)"))
 
 
 def _pool_args(what: str, kernel_size: Any, stride: Any, padding: Any

@@ -139,6 +139,8 @@ class TorchCompileBackend(TorchBackend):
     steps under torch.compile (Inductor, fullgraph, static shapes); devices as torch's."""
 
     name = "torch-compile"
+    #: Inductor lays a CPU conv2d's input out channels-last for oneDNN
+    conv_input_channels_last = True
     #: torch's, and what Inductor's code adds (backends/divergences/torch_compile.toml)
     known_divergences: tuple[KnownDivergence, ...] = (
         TorchBackend.known_divergences + load_divergences("torch_compile"))

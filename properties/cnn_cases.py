@@ -95,8 +95,9 @@ def _conv_config(data, big: bool) -> tuple[Any, ...]:
     _, ks = _int_or_pair(data, 1, 3, "kernel")
     stride, ss = _int_or_pair(data, 1, 3, "stride")
     dilation, ds = _int_or_pair(data, 1, 2 if "dilation" in gd else 1, "dilation")
-    if "dilation" in gd and max(ds) == 1:
+    if "dilation" in gd and max(ds) == 1:  # the class needs one: a counterexample shows it
         dilation, ds = 2, (2, 2)
+        current_record().note_draw("dilation (the class's)", dilation)
     return g, cg, og, n, ks, stride, ss, dilation, ds
 
 
@@ -120,6 +121,7 @@ def conv(ndim: int) -> Case:
         if form == "same_odd":
             ks, ss, ds = _odd_same(ks, ss, ds)
             stride, dilation = ss, ds
+            current_record().note_draw("kernel, stride, dilation (same_odd's)", (ks, ss, ds))
         if ndim == 1:
             stride, dilation = ss[0], ds[0]
         padding, pads = _conv_padding(data, ndim, form)

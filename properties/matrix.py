@@ -34,7 +34,7 @@ from reference import registry
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "convention-matrix.md"
-BACKENDS = ("numpy", "torch", "jax")
+BACKENDS = ("numpy", "torch", "jax", "torch-compile", "jax-jit")
 
 _BOOL = (False, True)
 _AMSGRAD = (None, "torch", "optax")
@@ -164,14 +164,19 @@ def _default(name: str, arg: str) -> Any:
 
 
 def _lacks(classes: Mapping[str, type[Backend]]) -> list[str]:
+    """Each backend's lacked arguments, but those of the backend it derives from."""
+    def inherited(n: str, c: str, a: str) -> bool:
+        base = base_backend(n, classes)
+        return base is not None and classes[base].lacks.get(c, {}).get(a) == classes[n].lacks[c][a]
     rows = [f"| {n} | {_owner(c)} | {a} | {_code(value)} | {_cell(why)} |"
             for n, cls in sorted(classes.items()) for c, args in sorted(cls.lacks.items())
-            for a, (value, why) in sorted(args.items())]
+            for a, (value, why) in sorted(args.items()) if not inherited(n, c, a)]
     return _table_section(
         "Arguments a backend lacks",
         "`Backend.lacks`: the framework has no such argument, so the properties pass the fixed "
         "value in place of the drawn one (nothing is set aside), and the certificate counts the "
-        "drawn values this excluded.",
+        "drawn values this excluded. A backend derived from another (torch-compile, jax-jit) "
+        "lacks what its base lacks; listed are only the arguments it adds.",
         ("backend", "component", "argument", "fixed to", "why"), rows, "None.")
 
 
@@ -197,17 +202,34 @@ def _table_section(title: str, intro: str, header: tuple[str, ...], rows: list[s
 def _sources(name: str, cls: type[Backend]) -> dict[KnownDivergence, str]:
     """Each known divergence of ``cls`` -> where it is declared."""
     code = f"code: `{cls.__module__}.{cls.__qualname__}.known_divergences`"
-    toml = resources.files("backends.divergences").joinpath(f"{name}.toml")
-    from_toml = set(load_divergences(name)) if toml.is_file() else set()
-    path = f"backends/divergences/{name}.toml"
+    data = name.replace("-", "_")
+    toml = resources.files("backends.divergences").joinpath(f"{data}.toml")
+    from_toml = set(load_divergences(data)) if toml.is_file() else set()
+    path = f"backends/divergences/{data}.toml"
     return {kd: f"[{path}](../{path})" if kd in from_toml else code for kd in cls.known_divergences}
+
+
+def base_backend(name: str, classes: Mapping[str, type[Backend]]) -> str | None:
+    """The listed backend whose class ``name``'s derives from most closely (torch-compile:
+    torch), or None."""
+    mro = classes[name].__mro__[1:]
+    bases = [(mro.index(cls), n) for n, cls in classes.items() if n != name and cls in mro]
+    return min(bases)[1] if bases else None
 
 
 def _divergences(classes: Mapping[str, type[Backend]]) -> list[str]:
     groups: dict[tuple, list[str]] = {}
+    inherits = []
     for n, cls in sorted(classes.items()):
         where = _sources(n, cls)
+        base = base_backend(n, classes)
+        inherited = set(classes[base].known_divergences) if base else set()
+        if base:
+            inherits.append(f"{n} has every known divergence of {base}, whose adapter it "
+                            "derives from; listed under its name are only those it adds.")
         for kd in cls.known_divergences:
+            if kd in inherited:
+                continue
             key = (n, kd.component, kd.reason, kd.upstream, kd.dtypes,
                    kd.describe_scope() if kd.scoped else "every example", where[kd])
             groups.setdefault(key, []).append(kd.test)
@@ -217,6 +239,7 @@ def _divergences(classes: Mapping[str, type[Backend]]) -> list[str]:
            "`Backend.known_divergences`: real, documented differences between a framework and "
            "the oracle. An unscoped one makes its tests expected failures, reported by name; a "
            "scoped one is judged per example, on the example's arguments.", ""]
+    out += [" ".join(inherits), ""] if inherits else []
     if not entries:
         return out + ["None.", ""]
     out += ["| backend | component | tests | dtypes | scope | upstream |", "|---|---|---|---|---|---|"]

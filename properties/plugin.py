@@ -684,17 +684,21 @@ def pytest_handlecrashitem(crashitem: str, report: pytest.TestReport, sched) -> 
     state = _config.stash[_STATE]
     run_dir, worker = state["run_dir"], report.node.gateway.id
     timeout = runlog.read_json(run_dir / f"timeout-{worker}.json") or {}
+    stack = ""
     if timeout.get("nodeid") == crashitem:
         what = f"timed out after {timeout['seconds']:g} s"
         (run_dir / f"timeout-{worker}.json").unlink(missing_ok=True)
     else:
-        what = "crashed: " + runlog.fault_line(run_dir / f"faults-{worker}.log",
-                                               "the worker process")
-        (run_dir / f"faults-{worker}.log").write_text("")  # the next crash's own line
+        faults = run_dir / f"faults-{worker}.log"
+        what = "crashed: " + runlog.fault_line(faults, "the worker process")
+        # the failure keeps the crash's Python stack as the worker's faulthandler wrote it
+        stack = runlog.fault_text(faults).partition("\n")[2]
+        faults.write_text("")  # the next crash's own line
     report.user_properties.append(("ended", what))
     draws = runlog.last_example(run_dir / f"examples-{worker}.jsonl", crashitem)
     if draws is not None:
-        report.user_properties.append(("failure", {"error": what, "draws": draws}))
+        error = f"{what}\n{stack}" if stack else what
+        report.user_properties.append(("failure", {"error": error, "draws": draws}))
     key = _crashed_key(run_dir, crashitem)
     if key is not None:
         report.user_properties.append(("key", key))

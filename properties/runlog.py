@@ -78,15 +78,23 @@ def last_example(path: Path, nodeid: str) -> list[list[str]] | None:
     return draws
 
 
+def fault_text(path: Path, limit: int = 60) -> str:
+    """What a process's faulthandler wrote (the fatal error, then each thread's Python
+    stack, innermost call first), up to ``limit`` lines; '' if nothing."""
+    try:
+        lines = [ln.rstrip() for ln in path.read_text().splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return "\n".join(lines[:limit] + ([f"... {len(lines) - limit} more lines"]
+                                       if len(lines) > limit else []))
+
+
 def fault_line(path: Path, who: str = "the process") -> str:
     """What a process's faulthandler wrote first ('Fatal Python error: Segmentation fault'),
     or that ``who`` ended with nothing written."""
-    try:
-        lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
-    except OSError:
-        lines = []
-    if lines:
-        return lines[0]
+    text = fault_text(path)
+    if text:
+        return text.splitlines()[0].strip()
     return f"{who} ended with no Python error (os._exit, abort or a kill signal)"
 
 

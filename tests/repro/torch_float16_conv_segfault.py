@@ -11,7 +11,7 @@ with an axis of input length 1, kernel 1, dilation 2 and (stride 2, padding 1) o
 padding 2), whatever the groups and channels (whether a given case crashes can depend on the
 process' state): 12 of 3348 conv1d and 4 of 288 conv2d
 configurations; bfloat16 and float32 never. The torch adapter refuses that form as
-Unsupported (backends/torch_backend.py, _refuse_float16_segfault). Each call runs in a
+Unsupported (backends/torch_backend.py, _refuse_conv_segfault). Each call runs in a
 child process so that the script reports every case.
 """
 
