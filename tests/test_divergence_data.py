@@ -66,6 +66,7 @@ EXPECTED = {
         ("test_trajectory", "adam", ("float32", "float64"),
          "pytorch#88173; float32 step kept deliberately (pytorch#173901's review)"),
         ("test_trajectory", "adamw", ("float32", "float64"), "pytorch#88173"),
+        ("test_trajectory", "adagrad", ("float64",), "pytorch#88173"),
         ("test_vjp", "avg_pool2d", None, "pytorch#198119"),
         *[("test_network_training", arch, ("float32", "float64"), "pytorch#88173")
           for arch in ("mlp", "lenet", "resnet")],
