@@ -125,7 +125,7 @@ def observation(run_dir: Path, nodeid: str, returncode: int) -> Observation:
     """What a replay's run directory says of test ``nodeid``: its result row (outcome, error
     and draws of a failure, examples of a pass), else its watchdog's timeout, else the
     crash (the process's exit status and faulthandler line)."""
-    rows = [r for r in runlog.read_rows(run_dir / "results.jsonl") if r["nodeid"] == nodeid]
+    rows = [r for r in runlog.read_rows(run_dir / runlog.JOURNAL) if r["nodeid"] == nodeid]
     if rows:
         return _row_observation(rows[-1])
     timeout = runlog.read_json(run_dir / "timeout-main.json")

@@ -190,7 +190,7 @@ def pytest_configure(config: pytest.Config) -> None:
         run_dir, worker = runlog.worker_run_dir(), config.workerinput["workerid"]
     else:
         run_dir, worker = _controller_run_dir(config, state), "main"
-        state["journal"] = run_dir / "results.jsonl"
+        state["journal"] = run_dir / runlog.JOURNAL
         state["isolated"] = bool(getattr(config.option, "numprocesses", None))
     state["run_dir"], state["worker"] = run_dir, worker
     if run_dir is not None and (_is_worker(config) or not state["isolated"]):

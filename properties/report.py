@@ -182,6 +182,7 @@ def build(config: pytest.Config, sel, rows: list[dict], run: dict[str, Any]) -> 
     status = ("partial" if partial else "complete") if run["complete"] else \
         ("partial, incomplete" if partial else "incomplete")
     peaks = [r["props"]["peak_rss_mb"] for r in rows if "peak_rss_mb" in r["props"]]
+    fields = run_fields(config)  # what a --resume compares with the next run's
     return {
         "status": status, "selection": run["selection"], "tests_recorded": len(rows),
         "tests_collected_all_backends": run["collected"], "isolated": run["isolated"],
@@ -194,9 +195,8 @@ def build(config: pytest.Config, sel, rows: list[dict], run: dict[str, Any]) -> 
         "unavailable": sel.error,
         "python": sys.version.split()[0], "platform": platform.platform(),
         "dtypes": list(cls.dtypes) if cls else [],
-        "profile": settings.get_current_profile_name(),
-        "seed": config.getoption("hypothesis_seed", None),
-        "commit": _git_commit(), "command": " ".join(["pytest", *config.invocation_params.args]),
+        "profile": fields["profile"], "seed": fields["seed"],
+        "commit": fields["commit"], "command": " ".join(["pytest", *config.invocation_params.args]),
         "conventions": {k: {a: (list(v) if isinstance(v, tuple) else v) for a, v in c.items()}
                         for k, c in (cls.conventions if cls else {}).items()},
         "lacks": lacked_arguments(cls.lacks if cls else {}, rows),

@@ -22,7 +22,6 @@ import pytest
 from properties import runlog
 
 SKIP_FILE = "resume.json"
-JOURNAL = "results.jsonl"
 #: what a resumed run must share with the interrupted one (certificate field: description)
 SAME = {"commit": "commit", "profile": "Hypothesis profile", "seed": "Hypothesis seed",
         "selection": "selection", "determinism": "--determinism", "device": "device"}
@@ -70,12 +69,12 @@ def plan(certificates: dict[str, dict | None], now: dict[str, Any],
     if given_run_dir is not None and Path(given_run_dir).resolve() != run_dir.resolve():
         raise pytest.UsageError(f"--resume: the interrupted run's directory is {run_dir}, "
                                 f"not --run-dir {given_run_dir}")
-    if not (run_dir / JOURNAL).exists():
+    if not (run_dir / runlog.JOURNAL).exists():
         raise pytest.UsageError(
-            f"--resume: the interrupted run's directory {run_dir} has no {JOURNAL} (a "
+            f"--resume: the interrupted run's directory {run_dir} has no {runlog.JOURNAL} (a "
             "temporary directory does not outlive a reboot; give a long certification "
             "--run-dir on a lasting disk)")
-    latest = {row["nodeid"]: row for row in runlog.read_rows(run_dir / JOURNAL)}
+    latest = {row["nodeid"]: row for row in runlog.read_rows(run_dir / runlog.JOURNAL)}
     return Resumed(run_dir, list(latest.values()), date)
 
 
@@ -94,7 +93,7 @@ def skips(run_dir: Path | None) -> set[str]:
 def refuse_an_earlier_journal(run_dir: Path) -> None:
     """A run that does not resume starts its own journal: a --run-dir holding an earlier
     run's results is refused rather than mixed with them or emptied."""
-    journal = run_dir / JOURNAL
+    journal = run_dir / runlog.JOURNAL
     if journal.exists() and journal.stat().st_size > 0:
         raise pytest.UsageError(
             f"--run-dir {run_dir} holds the results of an earlier run; continue it with "

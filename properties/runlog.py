@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 ENV = "TOUCHSTONE_RUN_DIR"
+#: the results journal's name in a run directory
+JOURNAL = "results.jsonl"
 
 
 def make_run_dir(parent: str | None = None) -> Path:
