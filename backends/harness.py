@@ -46,13 +46,25 @@ def to_numpy(backend: Backend, value: Any, what: str) -> np.ndarray:
     return out
 
 
+def message(exc: BaseException, head: int = 2000, errors: int = 5) -> str:
+    """An exception's message, bounded: its first ``head`` characters, then up to ``errors``
+    later lines that name an error. A compiler's message holds its whole output (Inductor's
+    C++ errors run to 250 kB), and Hypothesis keeps the text of every failing example."""
+    text = str(exc)
+    if len(text) <= head:
+        return text
+    later = [ln for ln in text[head:].splitlines() if "error" in ln.lower()][:errors]
+    return "\n".join([text[:head], f"... ({len(text) - head} more characters)", *later])
+
+
 def guard(backend: Backend, what: str, fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except (Unsupported, BackendError):
         raise
     except Exception as exc:
-        raise BackendError(f"{backend.id}: {what} raised {type(exc).__name__}: {exc}") from exc
+        raise BackendError(f"{backend.id}: {what} raised {type(exc).__name__}: "
+                           f"{message(exc)}") from exc
 
 
 def _snapshot(backend: Backend, natives: Sequence[Any]) -> list[np.ndarray | None]:

@@ -13,10 +13,11 @@ differentiated the same way, and each optimizer's ``step`` is compiled per optim
 Nothing falls back to eager silently: ``fullgraph=True`` makes a graph break an error, and
 Dynamo's recompile limits are raised far above what a run compiles, with a hit made an error
 (``fail_on_recompile_limit_hit``), so a new shape recompiles instead of running eagerly.
-After ``TOUCHSTONE_TORCH_MAXCOMPILES`` (200) compiled graphs the cache and Dynamo's are
-reset between calls, which bounds memory. Each call that compiled sends its seconds and
-graphs to backends.compile_events (the plugin notes them in the running test's record, shown in
-the certificate).
+After ``TOUCHSTONE_TORCH_MAXCOMPILES`` (200) compiled graphs the cache, Dynamo's and
+Inductor's in-memory code caches are reset between calls, which bounds memory; a failed
+compile clears Inductor's at once (they keep its error, and with it the lowered graph).
+Each call that compiled sends its seconds and graphs to backends.compile_events (the plugin
+notes them in the running test's record, shown in the certificate).
 
 The recurrent cells are the one exception to compiling the eager method whole: it builds
 its nn.*Cell on the meta device inside, and Dynamo cannot trace Parameter construction
@@ -35,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -43,6 +45,7 @@ from typing import Any
 import torch
 import torch._dynamo
 from torch._dynamo.utils import counters
+from torch._inductor.utils import clear_inductor_caches
 
 from backends import compile_events, compose
 from backends.base import KnownDivergence
@@ -58,6 +61,13 @@ torch._dynamo.config.recompile_limit = _LIMIT
 torch._dynamo.config.accumulated_recompile_limit = _LIMIT
 torch._dynamo.config.fail_on_recompile_limit_hit = True
 torch._dynamo.config.suppress_errors = False
+
+# pytest 9.1 and later attach their log capture to every logger that does not propagate
+# (pytest#14375), torch's structured-trace logger among them: torch then builds each compile's
+# trace records and pytest keeps them for the whole test (about 30 a second while a failing
+# test shrinks). Nothing reads them unless TORCH_TRACE (or TORCH_COMPILE_DEBUG) asks for one.
+if not (os.environ.get("TORCH_TRACE") or os.environ.get("TORCH_COMPILE_DEBUG") == "1"):
+    logging.getLogger("torch.__trace").disabled = True
 
 MAX_COMPILES = int(os.environ.get("TOUCHSTONE_TORCH_MAXCOMPILES", "200"))
 _CACHE: dict[tuple, Callable] = {}
@@ -80,6 +90,11 @@ def timed() -> Iterator[None]:
     before, start = compilations(), time.perf_counter()
     try:
         yield
+    except torch._dynamo.exc.TorchDynamoException:
+        # Inductor's in-memory code caches keep a failed compile's future, and through its
+        # error's traceback the whole lowering: one per failing example, for the process
+        clear_inductor_caches()
+        raise
     finally:
         _DEPTH[0] -= 1
         if _DEPTH[0] == 0 and compilations() > before:
@@ -88,10 +103,12 @@ def timed() -> Iterator[None]:
 
 def compiled(key: tuple, make: Callable[[], Callable], fullgraph: bool = True) -> Callable:
     """torch.compile(make(), fullgraph=fullgraph, dynamic=False), once per ``key``. Past
-    MAX_COMPILES graphs, between timed regions, the cache and Dynamo's are reset first."""
-    if _DEPTH[0] == 0 and MAX_COMPILES > 0 and compilations() - _MARK[0] >= MAX_COMPILES:
+    MAX_COMPILES graphs (outside a graph being traced) the cache and Dynamo's are reset first."""
+    if (MAX_COMPILES > 0 and compilations() - _MARK[0] >= MAX_COMPILES
+            and not torch.compiler.is_compiling()):
         _CACHE.clear()
         torch._dynamo.reset()
+        clear_inductor_caches()
         _MARK[0] = compilations()
     fn = _CACHE.get(key)
     if fn is None:

@@ -30,6 +30,7 @@ import shlex
 import shutil
 import sys
 import threading
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -464,6 +465,22 @@ class _RecordedData:
         return value
 
 
+def _release_frames(exc: BaseException) -> None:
+    """Clear the local variables of the finished frames in ``exc``'s traceback and in those of
+    its causes. Hypothesis keeps the exception of every failing example it tries (its data
+    cache holds up to 10,000), and their frames held what the backend had built for each
+    (tests/test_survival.py: 553 of them alive at once in one shrink). The tracebacks still
+    print; Hypothesis raises the final example's exception afresh."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is not None and id(e) not in seen:
+            seen.add(id(e))
+            traceback.clear_frames(e.__traceback__)
+            todo += [e.__cause__, e.__context__]
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item):
     state = item.config.stash[_STATE]
@@ -492,6 +509,7 @@ def pytest_runtest_call(item: pytest.Item):
             except BaseException as exc:
                 if isinstance(exc, Exception | pytest.fail.Exception):
                     record.end_example(exc)
+                _release_frames(exc)
                 raise
             record.end_example()
             return result

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ctypes
 import os
 import time
+import weakref
 
 import numpy as np
 
@@ -134,3 +135,30 @@ MISBEHAVING = {Raises: "relu", ReturnsList: "gelu", WrongShape: "sigmoid",
                WrongDtype: "tanh", NonFinite: "softplus", Mutates: "silu", Hangs: "elu",
                Exits: "leaky_relu", Segfaults: "log_softmax"}
 """Each misbehaving backend and the component it breaks."""
+
+
+class _Graph:
+    """What a compiling backend builds for a call (Inductor's graphs: megabytes each)."""
+
+    def __init__(self) -> None:
+        self.buffers = np.zeros(1 << 20)
+
+
+_LIVE: weakref.WeakSet[_Graph] = weakref.WeakSet()
+_MOST = [0]
+
+
+class Hoards(Numpy32):
+    """relu builds a graph, then fails with a compiler's long message, as Inductor does; the
+    message counts the most graphs alive at once, its own included: 1 unless something keeps
+    the failing examples' frames (tests/test_survival.py; a frame's locals are freed by
+    reference counting, no collection needed)."""
+
+    name = "hoards"
+
+    def relu(self, x):
+        graph = _Graph()
+        _LIVE.add(graph)
+        _MOST[0] = max(_MOST[0], len(_LIVE))
+        raise RuntimeError(f"compile failed; at most {_MOST[0]} graphs alive at once\n"
+                           + "warning: a compiler's line\n" * 2000 + "error: the cause")

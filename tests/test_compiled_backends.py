@@ -102,3 +102,45 @@ def test_compile_seconds_reach_the_certificate():
                {"component": "dense", "compiles": 2, "compile_seconds": 1.0},
                {"component": "relu", "compiles": 0, "compile_seconds": 0.0}]
     assert compile_times(results) == {"dense": (3, 2.75)}
+
+
+def test_a_failed_compile_keeps_no_lowered_graph():
+    """Inductor's in-memory code caches keep a failed compile's error, and through its
+    traceback the lowered graph; torch-compile clears them when a compile fails. The
+    failure: Inductor (torch 2.13.0, CPU) cannot compile a float16 column reduction returned
+    twice (tests/repro/torch_compile_half_duplicate_reduction.py)."""
+    need("torch")
+    import gc
+
+    import torch
+    from torch._inductor.graph import GraphLowering
+
+    from backends.torch_compile import timed
+
+    x = torch.ones(16, 16, dtype=torch.float16)
+    fn = torch.compile(lambda x: (x.sum(0), x.sum(0) * 1), fullgraph=True, dynamic=False)
+    try:
+        with timed():
+            fn(x)
+    except torch._dynamo.exc.TorchDynamoException:
+        pass
+    else:
+        pytest.skip("Inductor compiles the duplicate float16 reduction: no failing compile")
+    gc.collect()
+    assert not [g for g in gc.get_objects() if isinstance(g, GraphLowering)]
+
+
+def test_torch_trace_records_are_not_kept(caplog, monkeypatch):
+    """pytest >= 9.1 captures the loggers that do not propagate (pytest#14375), torch's
+    structured-trace logger among them, and keeps each record for the test; torch-compile
+    turns that logger off unless TORCH_TRACE asks for a trace."""
+    need("torch")
+    import torch
+
+    from backends import torch_compile
+
+    monkeypatch.setattr(torch_compile, "MAX_COMPILES", 0)
+    x = torch.ones(3, 7, dtype=torch.float32)
+    with torch_compile.timed():
+        torch_compile.compiled(("trace-test",), lambda: lambda x: x * 3 + 1)(x)
+    assert not [r for r in caplog.records if r.name == "torch.__trace"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from backends.harness import message
 from properties import report, runlog
 from tests.misbehaving import MISBEHAVING
 
@@ -180,3 +182,25 @@ def test_tests_of_no_selected_dtype_are_deselected_not_reported(tmp_path):
     rep = report.load(tmp_path, "numpy-cpu")
     ids = [r["nodeid"] for r in rep["results"]]
     assert ids and all("test_clip_by_value[numpy-cpu-float64]" in i for i in ids), ids
+
+
+def test_failing_examples_do_not_keep_what_the_backend_built(tmp_path):
+    """Hypothesis keeps the exception of every failing example it tries while it shrinks;
+    their frames must not keep the backend's objects alive (without the plugin's release,
+    553 of the backend's graphs were alive at once), and a compiler's long message is bounded."""
+    proc = certify("tests.misbehaving:Hoards", tmp_path, "-n", "0",
+                   only="test_forward and not tail and float64-relu")
+    rows = json.loads((tmp_path / "hoards-cpu.partial.json").read_text())["results"]
+    assert len(rows) == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for r in rows:
+        assert r["outcome"] == "failed" and r["replays"] >= 5, r  # it shrank: many failures
+        most = re.search(r"at most (\d+) graphs alive at once", r["reason"])
+        assert most and int(most[1]) == 1, r["reason"]
+
+
+def test_a_long_error_message_is_bounded():
+    text = "compile failed\n" + "warning: a compiler's line\n" * 20000 + "error: the cause"
+    got = message(RuntimeError(text))
+    assert len(got) < 2200 and got.startswith("compile failed\n")
+    assert got.endswith("error: the cause") and f"({len(text) - 2000} more characters)" in got
+    assert message(RuntimeError("short")) == "short"
