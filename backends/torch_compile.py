@@ -103,7 +103,8 @@ def timed() -> Iterator[None]:
 
 def compiled(key: tuple, make: Callable[[], Callable], fullgraph: bool = True) -> Callable:
     """torch.compile(make(), fullgraph=fullgraph, dynamic=False), once per ``key``. Past
-    MAX_COMPILES graphs (outside a graph being traced) the cache and Dynamo's are reset first."""
+    MAX_COMPILES graphs (outside a graph being traced) the cache, Dynamo's and Inductor's
+    in-memory code caches are reset first."""
     if (MAX_COMPILES > 0 and compilations() - _MARK[0] >= MAX_COMPILES
             and not torch.compiler.is_compiling()):
         _CACHE.clear()
