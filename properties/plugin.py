@@ -749,8 +749,9 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         return
     state["results"].append(entry)
     runlog.append_row(state["journal"], entry)
-    if _config.getoption("--certify"):
-        _write_certificates(_config, complete=False)
+    if _config.getoption("--certify"):  # only the certificate this row changes
+        key = entry["props"].get("key")
+        _write_certificates(_config, complete=False, only=[key[0]] if key else None)
 
 
 def report_entry(rep: pytest.TestReport) -> dict | None:
@@ -791,14 +792,16 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         faulthandler.enable(file=state["faults"], all_threads=False)
 
 
-def _write_certificates(config: pytest.Config, complete: bool) -> list[Path]:
+def _write_certificates(config: pytest.Config, complete: bool,
+                        only: list[str] | None = None) -> list[Path]:
+    """Every selected backend's certificate, or those of the backends ``only`` names."""
     state = config.stash[_STATE]
     run = {"complete": complete, "selection": report.selection(config),
            "collected": state.get("collected"), "isolated": state.get("isolated", False),
            "timeout_s": test_timeout(config), "run_dir": str(state["run_dir"]),
            "determinism": config.getoption("--determinism"), "resumed": state.get("resumed")}
     return report.write_all(config, state["selected"], state["results"],
-                            config.getoption("--report-dir"), run)
+                            config.getoption("--report-dir"), run, only)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -10,13 +10,14 @@ example was replayed is *flaky*, with both observations (properties.flaky).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 import platform
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,7 @@ def observation_text(obs: dict) -> str:
     return "\n".join(lines)
 
 
+@functools.cache  # once per process: the code a run tests is the code it started with
 def _git_commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -142,7 +144,10 @@ def run_fields(config: pytest.Config) -> dict[str, Any]:
             "determinism": config.getoption("--determinism"), "device": config.getoption("--device")}
 
 
-def build(config: pytest.Config, sel, rows: list[dict], run: dict[str, Any]) -> dict[str, Any]:
+def build(config: pytest.Config, sel, rows: list[dict], run: dict[str, Any],
+          fields: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The certificate of one selected backend from its result rows; ``fields`` are the
+    run's run_fields (computed here when not given)."""
     results = []
     for r in rows:
         outcome, reason = classify(r)
@@ -182,7 +187,7 @@ def build(config: pytest.Config, sel, rows: list[dict], run: dict[str, Any]) -> 
     status = ("partial" if partial else "complete") if run["complete"] else \
         ("partial, incomplete" if partial else "incomplete")
     peaks = [r["props"]["peak_rss_mb"] for r in rows if "peak_rss_mb" in r["props"]]
-    fields = run_fields(config)  # what a --resume compares with the next run's
+    fields = fields or run_fields(config)  # what a --resume compares with the next run's
     return {
         "status": status, "selection": run["selection"], "tests_recorded": len(rows),
         "tests_collected_all_backends": run["collected"], "isolated": run["isolated"],
@@ -539,10 +544,11 @@ def certificate_paths(report_dir: Path, backend_id: str, status: str) -> tuple[P
 
 
 def write_all(config: pytest.Config, selected: dict, results: list[dict], report_dir: str,
-              run: dict[str, Any]) -> list[Path]:
+              run: dict[str, Any], only: Collection[str] | None = None) -> list[Path]:
     """Write one md + json certificate per selected backend from the result rows (each
-    carries its key, properties.plugin.row_key); return the paths written."""
-    by_spec: dict[str, list[dict]] = {s: [] for s in selected}
+    carries its key, properties.plugin.row_key), or only those of the backends ``only``
+    names; return the paths written."""
+    by_spec: dict[str, list[dict]] = {s: [] for s in selected if only is None or s in only}
     for entry in results:
         key = entry["props"].get("key")
         if not key or key[0] not in by_spec:
@@ -553,8 +559,9 @@ def write_all(config: pytest.Config, selected: dict, results: list[dict], report
     out_dir = Path(report_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
+    fields = run_fields(config)
     for spec, rows in by_spec.items():
-        rep = build(config, selected[spec], rows, run)
+        rep = build(config, selected[spec], rows, run, fields)
         json_path, md_path = certificate_paths(out_dir, rep["id"], rep["status"])
         _atomic_write(json_path, json.dumps(rep, indent=1, default=str) + "\n")
         _atomic_write(md_path, markdown(rep))
