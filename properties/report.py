@@ -145,9 +145,9 @@ def run_fields(config: pytest.Config) -> dict[str, Any]:
 
 
 def build(config: pytest.Config, sel, rows: list[dict], run: dict[str, Any],
-          fields: dict[str, Any] | None = None) -> dict[str, Any]:
+          fields: dict[str, Any]) -> dict[str, Any]:
     """The certificate of one selected backend from its result rows; ``fields`` are the
-    run's run_fields (computed here when not given)."""
+    run's run_fields, what a --resume compares with the next run's."""
     results = []
     for r in rows:
         outcome, reason = classify(r)
@@ -187,7 +187,6 @@ def build(config: pytest.Config, sel, rows: list[dict], run: dict[str, Any],
     status = ("partial" if partial else "complete") if run["complete"] else \
         ("partial, incomplete" if partial else "incomplete")
     peaks = [r["props"]["peak_rss_mb"] for r in rows if "peak_rss_mb" in r["props"]]
-    fields = fields or run_fields(config)  # what a --resume compares with the next run's
     return {
         "status": status, "selection": run["selection"], "tests_recorded": len(rows),
         "tests_collected_all_backends": run["collected"], "isolated": run["isolated"],
