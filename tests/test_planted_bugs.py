@@ -1,6 +1,7 @@
 """The suite must catch bugs: every planted-bug backend fails in the component it breaks,
-under the ci profile's examples (without shrinking), while the correct oracle backend passes
-the same tests in the same run."""
+under the ci profile's examples (without shrinking). That the correct oracle backend passes
+the same examples is the property run's business (``--backend numpy`` under the ci profile:
+Hypothesis seeds both profiles from the test's source, so they draw the same examples)."""
 
 from __future__ import annotations
 
@@ -36,21 +37,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="session")  # session: a worker may interleave other modules
 def planted_run(tmp_path_factory) -> dict[str, dict]:
-    """One property-suite run over the numpy backend and every planted backend (its failures
-    are not replayed in a fresh process: only whether a property fails matters here)."""
+    """One property-suite run over every planted backend (its failures are not replayed in a
+    fresh process: only whether a property fails matters here)."""
     out = tmp_path_factory.mktemp("planted-reports")
-    specs = ["numpy", *(f"{cls.__module__}:{cls.__name__}" for cls in ALL_PLANTED)]
+    specs = [f"{cls.__module__}:{cls.__name__}" for cls in ALL_PLANTED]
     # each planted backend runs the tests of the component it breaks (their ids carry the
-    # component's name), and the oracle the same tests: the whole suite on the oracle is the
-    # property run's business
+    # component's name)
     def tests_of(component: str) -> str:
         # a component's tests end their id with it ("...-float64-adam]") or carry it in their
         # name ("test_max_pool2d_tie_convention")
         return f"(-{component}] or test_{component})"
 
-    components = sorted({tests_of(cls.component) for cls in ALL_PLANTED})
-    only = " or ".join([f"(numpy-cpu and ({' or '.join(components)}))",
-                        *(f"({cls.name}-cpu and {tests_of(cls.component)})" for cls in ALL_PLANTED)])
+    only = " or ".join(f"({cls.name}-cpu and {tests_of(cls.component)})" for cls in ALL_PLANTED)
     # an architecture's training runs with SGD only: the other optimizers train the same
     # networks (their own bugs are planted in the optimizers, and caught there)
     only = f"({only}) and not (test_network_training and not -sgd-)"
@@ -61,13 +59,6 @@ def planted_run(tmp_path_factory) -> dict[str, dict]:
     reports = {rep["id"]: rep for rep in (json.loads(p.read_text()) for p in out.glob("*.json"))}
     assert reports, f"the planted run wrote no report:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return reports
-
-
-def test_correct_backend_passes(planted_run):
-    rep = planted_run["numpy-cpu"]
-    failed = [r["nodeid"] for r in rep["results"] if r["outcome"] == "failed"]
-    assert not failed, f"the oracle backend failed: {failed}"
-    assert rep["summary"].get("passed", 0) > 0
 
 
 @pytest.mark.parametrize("cls", ALL_PLANTED, ids=lambda c: c.name)

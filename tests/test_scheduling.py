@@ -30,7 +30,8 @@ def test_draw_scope_drops_the_optimizer_of_a_training_test(nodeid, scope):
 @pytest.mark.parametrize(("nodeid", "unit"), [
     ("tests/test_survival.py::test_each_misbehaviour_has_its_named_outcome[hangs]",
      "tests/test_survival.py"),
-    ("tests/test_planted_bugs.py::test_correct_backend_passes", "tests/test_planted_bugs.py"),
+    ("tests/test_planted_bugs.py::test_planted_bug_is_caught[planted-relu-leaky]",
+     "tests/test_planted_bugs.py"),
     (f"{TRAIN}[jax-cpu-float64-adam-resnet]", f"{TRAIN}[jax-cpu-float64-resnet]"),
     ("tests/test_report.py::test_x", "tests/test_report.py::test_x"),
 ])
