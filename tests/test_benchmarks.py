@@ -8,6 +8,7 @@ each compiled backend, noting compilations, and time a call that compiles nothin
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -127,12 +128,31 @@ print("ok")
 """
 
 
+def _core() -> set[int] | None:
+    """The core for this pytest-xdist worker's benchmark processes: a benchmark pins its
+    process to the lowest core it may run on (benchmarks/training.py), so two workers' runs
+    would otherwise share that core while the other idles."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return {cpus[int(worker.removeprefix("gw") or 0) % len(cpus)]}
+
+
+def run_script(script: str, *args: str) -> subprocess.CompletedProcess:
+    """``python -c script *args`` in the repository, on this worker's core."""
+    core = _core()
+    if core is not None:
+        script = f"import os\nos.sched_setaffinity(0, {core!r})\n{script}"
+    return subprocess.run([sys.executable, "-c", script, *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=900)
+
+
 @pytest.mark.parametrize("framework", ["numpy", "torch", "jax"])
 def test_mlp_cnn_and_rnn_benchmarks_run(framework):
     for module in {"numpy": ["numpy"], "torch": ["torch"], "jax": ["optax", "flax"]}[framework]:
         need(module, reason=f"{module} is not installed (CI installs it and requires it)")
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, framework], cwd=ROOT, capture_output=True,
-                          text=True, timeout=900)
+    proc = run_script(SCRIPT, framework)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
 
 
@@ -141,8 +161,7 @@ def test_rnn_benchmarks_share_weights_and_ratio_runs():
     backends = ["numpy", "torch"]
     if required() or all(importlib.util.find_spec(m) for m in ("optax", "flax")):
         backends.append("jax")
-    proc = subprocess.run([sys.executable, "-c", RNN_SCRIPT, *backends], cwd=ROOT,
-                          capture_output=True, text=True, timeout=900)
+    proc = run_script(RNN_SCRIPT, *backends)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
 
 
@@ -156,8 +175,7 @@ def test_ratio_runs(module):
               "    r.setup(work)\n"
               "    assert r.track_ratio(work) > 0\n"
               "print('ok')\n")
-    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
-                          text=True, timeout=900)
+    proc = run_script(script)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
 
 
@@ -169,6 +187,5 @@ def test_compiled_benchmark_runs(name, modules):
     leaves finite, updated parameters."""
     for module in modules:
         need(module, reason=f"{module} is not installed (CI installs it and requires it)")
-    proc = subprocess.run([sys.executable, "-c", COMPILED_SCRIPT, name], cwd=ROOT,
-                          capture_output=True, text=True, timeout=900)
+    proc = run_script(COMPILED_SCRIPT, name)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
