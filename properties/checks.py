@@ -88,14 +88,16 @@ class Expected:
     cotangents: tuple[np.ndarray | None, ...] = ()
 
 
-def forward_expected(name: str, inp: Inputs) -> Expected:
-    """The oracle's outputs of component ``name`` on ``inp``, one per output."""
+def forward_expected(name: str, inp: Inputs, dtype: str) -> Expected:
+    """The oracle's outputs of component ``name`` on ``inp``, one per output, judged in
+    ``dtype``."""
     f, arrays = _oracle(name, inp)
     expected = f(arrays)
     rec = registry.get(name)
 
     def conditions() -> list[np.ndarray]:
-        return _with_terms(sensitivity(f, arrays), forward_terms(name, inp.primals, inp.kwargs))
+        return _with_terms(sensitivity(f, arrays),
+                           forward_terms(name, inp.primals, inp.kwargs, dtype))
 
     if not rec.multi_output:
         return Expected([f"{name} forward"], [expected], conditions)
@@ -124,7 +126,7 @@ def assert_expected(expected: Expected, actual: list[np.ndarray], dtype: str, te
 
 
 def check_forward(backend: Backend, name: str, inp: Inputs, dtype: str) -> None:
-    expected = forward_expected(name, inp)
+    expected = forward_expected(name, inp, dtype)
     with unsupported_example():
         actual = forward_actual(backend, name, inp, dtype)
         run_again(expected.labels, actual, lambda: forward_actual(backend, name, inp, dtype))
@@ -164,7 +166,7 @@ def vjp_expected(name: str, inp: Inputs, dtype: str, data: st.DataObject) -> Exp
 
     def conditions() -> list[np.ndarray]:
         conds = sensitivity(g, [*arrays, *live_cots])
-        ms = vjp_terms(name, inp.primals, inp.kwargs, cots)
+        ms = vjp_terms(name, inp.primals, inp.kwargs, cots, dtype)
         if ms is not None:
             conds = [c + m for c, m in zip(conds, ms, strict=True)]
         return conds
@@ -216,7 +218,8 @@ def expected_and_tolerance(name: str, primals: tuple[np.ndarray, ...], kwargs: d
     Multi-output components give lists of both."""
     f, arrays = _oracle(name, Inputs(tuple(primals), dict(kwargs), terms))
     expected = f(arrays)
-    conds = _with_terms(sensitivity(f, arrays), forward_terms(name, tuple(primals), kwargs))
+    conds = _with_terms(sensitivity(f, arrays), forward_terms(name, tuple(primals), kwargs,
+                                                               dtype))
     if registry.get(name).multi_output:
         return list(expected), [tolerance(e, dtype, c, terms) for e, c in zip(expected, conds,
                                                                               strict=True)]

@@ -223,6 +223,67 @@ def batch_norm_vjp(primals, kwargs, cot):
     return [dx, dw, g.sum(axis=axes)]
 
 
+
+def _bn_r(x: np.ndarray, kwargs) -> np.ndarray:
+    """r = 1 / sqrt(var + eps) per channel: the batch's (training) or the running variance's."""
+    if kwargs.get("training", True):
+        return _bn_centred(x, kwargs)[1]
+    rv = np.asarray(kwargs["running_var"], dtype=np.float64).reshape(_bn_channels(x)[1])
+    return 1.0 / np.sqrt(rv + kwargs.get("eps", 1e-5))
+
+
+def _flushed(v: np.ndarray, tiny: float, computed: bool = True) -> np.ndarray:
+    """What flushing ``v`` to zero loses where it is subnormal (below ``tiny``, the dtype's
+    smallest normal, or, for a ``computed`` value, within a bfloat16 rounding of it): |v| up
+    to tiny; 0 where it is normal."""
+    a = np.abs(v)
+    return np.where(a < tiny * (1 + 2.0**-7 if computed else 1), np.minimum(a, tiny), 0.0)
+
+
+def _bn_flush(x: np.ndarray, kwargs, tiny: float) -> np.ndarray:
+    """The error on x - mu (x - running mean in eval) from its subnormal parts flushed to zero,
+    as XLA's CPU code does: of x, of mu (training) and of the difference."""
+    _, shape = _bn_channels(x)
+    if kwargs.get("training", True):
+        mu = x.mean(axis=_bn_channels(x)[0], keepdims=True)
+    else:
+        mu = np.asarray(kwargs["running_mean"], dtype=np.float64).reshape(shape)
+    training = bool(kwargs.get("training", True))  # mu computed, or the given running mean
+    return (_flushed(x, tiny, computed=False) + _flushed(mu, tiny, computed=training)
+            + _flushed(x - mu, tiny))
+
+
+def batch_norm_forward_floor(primals, kwargs, tiny):
+    """[error of y, of the running mean, of the running variance] from subnormals flushed
+    (_bn_flush): y = (x - mu) r w + b multiplies them by r |w| (up to 316 |w| at eps = 1e-5);
+    the statistics only add them, below the policy's floor."""
+    x = primals[0]
+    weight = primals[1] if len(primals) > 1 else kwargs.get("weight")
+    _, shape = _bn_channels(x)
+    w = 1.0 if weight is None else np.abs(weight).reshape(shape)
+    zero = np.zeros(x.shape[1])
+    return [_bn_r(x, kwargs) * w * _bn_flush(x, kwargs, tiny), zero, zero]
+
+
+def batch_norm_vjp_floor(primals, kwargs, cot, tiny):
+    """[error of dx, dw, db] from subnormals flushed (_bn_flush, e): xhat moves by r e, so dw
+    = sum g xhat by sum |g| r e, and in training dx = r w (g - mean(g) - xhat mean(g xhat))
+    by r |w| (r e mean|g xhat| + |xhat| mean(|g| r e)); eval's dx = g r w has none."""
+    g = _abs(cot)
+    x, weight, _ = primals
+    axes, shape = _bn_channels(x)
+    r = _bn_r(x, kwargs)
+    w = np.ones_like(r) if weight is None else np.abs(weight).reshape(shape)
+    dxhat = r * _bn_flush(x, kwargs, tiny)
+    if kwargs.get("training", True):
+        xc, _ = _bn_centred(x, kwargs)
+        xhat = np.abs(xc * r)
+        dx = r * w * (dxhat * (g * xhat).mean(axis=axes, keepdims=True)
+                      + xhat * (g * dxhat).mean(axis=axes, keepdims=True))
+    else:
+        dx = np.zeros_like(g)
+    return [dx, (g * dxhat).sum(axis=axes), np.zeros(x.shape[1])]
+
 # -- recurrent cells (reference/recurrent.py) -----------------------------------------------
 def _cell_parts(kind: str, primals, kwargs):
     """(x, states, w_ih, w_hh, b_ih, b_hh, number of primals) of a cell's primals, absent

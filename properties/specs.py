@@ -24,12 +24,15 @@ from properties import magnitudes as M
 from properties import rnn_cases as RK
 from properties.coverage import SIZES, Classes
 from properties.inputs import Case, Inputs
+from properties.tolerance import EPS, TINY
 from reference import registry
 from reference.augment import BRIGHTNESS_MODES, ROTATE_INTERPOLATIONS, ROTATE_SAMPLING
 from reference.batchnorm import MOMENTUM_CONVENTIONS, VARIANCES
 
 ForwardTerms = Callable[[tuple[np.ndarray, ...], dict[str, Any]], Any]
 VjpTerms = Callable[[tuple[np.ndarray, ...], dict[str, Any], np.ndarray], list[np.ndarray]]
+ForwardFloor = Callable[[tuple[np.ndarray, ...], dict[str, Any], float], Any]
+VjpFloor = Callable[[tuple[np.ndarray, ...], dict[str, Any], np.ndarray, float], list[np.ndarray]]
 Classify = Callable[[Inputs], dict[str, str]]
 
 
@@ -40,7 +43,10 @@ class Spec:
     M of the terms the oracle's formula combines (None: none beyond the result), see
     properties/magnitudes.py; vjp_terms takes the cotangent of the differentiated output, or,
     for a component with several differentiated outputs (lstm_cell's h and c), a tuple of
-    one cotangent per differentiated output (None for one not live).
+    one cotangent per differentiated output (None for one not live). forward_floor /
+    vjp_floor: the same functions with the dtype's smallest normal TINY as a last argument,
+    giving the absolute error the formula makes of intermediates that are subnormal and
+    flushed to zero (as XLA's CPU code does), taken into M as that error / EPS.
     classes / tail_classes: the configuration classes the regular / tail draws cover
     (properties/coverage.py); classify: the classes of final inputs where the backend's
     conventions can change them."""
@@ -49,6 +55,8 @@ class Spec:
     tail: bool = False
     forward_terms: ForwardTerms | None = None
     vjp_terms: VjpTerms | None = None
+    forward_floor: ForwardFloor | None = None
+    vjp_floor: VjpFloor | None = None
     classes: Classes = field(default_factory=lambda: {"sizes": SIZES})
     tail_classes: Classes = field(default_factory=lambda: {"sizes": SIZES})
     classify: Classify | None = None
@@ -140,7 +148,8 @@ SPECS: dict[str, Spec] = {
                               vjp_terms=M.summing_vjp("global_avg_pool2d")),
     "flatten": Spec(CK.flatten),
     "batch_norm": Spec(CK.batch_norm, forward_terms=M.batch_norm_forward,
-                       vjp_terms=M.batch_norm_vjp, classify=_batch_norm,
+                       vjp_terms=M.batch_norm_vjp, forward_floor=M.batch_norm_forward_floor,
+                       vjp_floor=M.batch_norm_vjp_floor, classify=_batch_norm,
                        classes={"sizes": SIZES, "mode": CK.BN_MODES,
                                 "momentum_convention": MOMENTUM_CONVENTIONS,
                                 "variance": VARIANCES}),
@@ -186,25 +195,48 @@ def tail_components() -> list[str]:
     return sorted(n for n, s in SPECS.items() if s.tail)
 
 
-def forward_terms(name: str, primals: tuple[np.ndarray, ...], kwargs: dict[str, Any]) -> Any:
+def _plus_floor(m: Any, floor: Any, dtype: str | None) -> Any:
+    """M plus the flush error ``floor`` / EPS of ``dtype`` (lists element by element; None:
+    nothing)."""
+    if floor is None:
+        return m
+    if isinstance(floor, list):
+        return [f / EPS[dtype] if mi is None else mi + f / EPS[dtype]
+                for mi, f in zip(m if m is not None else [None] * len(floor), floor, strict=True)]
+    return floor / EPS[dtype] if m is None else m + floor / EPS[dtype]
+
+
+def forward_terms(name: str, primals: tuple[np.ndarray, ...], kwargs: dict[str, Any],
+                  dtype: str | None = None) -> Any:
     """M for the forward output of component ``name`` (a list for several outputs; None: no
-    terms beyond the result)."""
-    fn = SPECS[name].forward_terms
-    return None if fn is None else fn(primals, kwargs)
+    terms beyond the result), with its flush error in ``dtype`` where given."""
+    spec = SPECS[name]
+    m = None if spec.forward_terms is None else spec.forward_terms(primals, kwargs)
+    floor = None if spec.forward_floor is None or dtype is None else \
+        spec.forward_floor(primals, kwargs, TINY[dtype])
+    return _plus_floor(m, floor, dtype)
 
 
 def vjp_terms(name: str, primals: tuple[np.ndarray, ...], kwargs: dict[str, Any],
-              cotangents: Any) -> list[np.ndarray] | None:
-    """M for each gradient of component ``name`` given one cotangent per output (None: none).
-    Its magnitude function receives the live cotangent, or, where the record differentiates
-    several outputs, every differentiated output's cotangent (None for one not live)."""
-    fn = SPECS[name].vjp_terms
+              cotangents: Any, dtype: str | None = None) -> list[np.ndarray] | None:
+    """M for each gradient of component ``name`` given one cotangent per output (None: none),
+    with its flush error in ``dtype`` where given. Its magnitude function receives the live
+    cotangent, or, where the record differentiates several outputs, every differentiated
+    output's cotangent (None for one not live)."""
+    spec = SPECS[name]
     rec = registry.get(name)
     cots = rec.cotangents(cotangents)
     live = [c for c in cots if c is not None]
-    if fn is None or not live:
+    if not live:
         return None
     if len(rec.differentiated) > 1:
-        return fn(primals, kwargs, tuple(c for out, c in zip(rec.outputs, cots, strict=True)
-                                         if out in rec.differentiated))
-    return fn(primals, kwargs, live[0]) if len(live) == 1 else None
+        given = tuple(c for out, c in zip(rec.outputs, cots, strict=True)
+                      if out in rec.differentiated)
+    elif len(live) == 1:
+        given = live[0]
+    else:
+        return None
+    m = None if spec.vjp_terms is None else spec.vjp_terms(primals, kwargs, given)
+    floor = None if spec.vjp_floor is None or dtype is None else \
+        spec.vjp_floor(primals, kwargs, given, TINY[dtype])
+    return _plus_floor(m, floor, dtype)

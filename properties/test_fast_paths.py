@@ -45,7 +45,7 @@ def test_fast_path_cost(backend, dtype, component, data):
         pytest.skip(f"{backend.id} has no fast float32 paths (TF32 is a GPU feature)")
     what, turned_on = paths
     inp = draw_inputs(data, backend, component, dtype)
-    fwd = forward_expected(component, inp)
+    fwd = forward_expected(component, inp, dtype)
     vjp = vjp_expected(component, inp, dtype, data)
 
     def run() -> list[np.ndarray]:

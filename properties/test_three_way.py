@@ -50,7 +50,7 @@ SIDES = 2.0
 def test_three_way_forward(backend, against, dtype, component, data):
     """Both backends' outputs on one example, against the oracle and each other."""
     inp = shared_inputs(data, backend, against, component, dtype)
-    judge(backend, against, forward_expected(component, inp), dtype, inp.terms,
+    judge(backend, against, forward_expected(component, inp, dtype), dtype, inp.terms,
           lambda side: forward_actual(side, component, inp, dtype))
 
 
@@ -73,7 +73,7 @@ def test_three_way_forward_tail(backend, against, dtype, component, data):
     """Both backends' outputs on a saturated or underflowing range (where device kernels
     overflow and cancel), in relative terms."""
     inp = shared_inputs(data, backend, against, component, dtype, tail=True)
-    judge(backend, against, forward_expected(component, inp), dtype, inp.terms,
+    judge(backend, against, forward_expected(component, inp, dtype), dtype, inp.terms,
           lambda side: forward_actual(side, component, inp, dtype))
 
 

@@ -401,3 +401,32 @@ def test_batch_norm_eval_accepts_a_single_value_per_channel():
     y, _, _ = B.batch_norm(np.full((1, 2), 3.0), None, None, np.ones(2), np.full(2, 4.0),
                            training=False, eps=0.25)
     np.testing.assert_array_equal(y, [[2.0 / math.sqrt(4.25)] * 2])
+
+
+def test_tolerance_covers_subnormals_flushed_to_zero(monkeypatch):
+    """XLA's CPU code flushes subnormals to zero. For x = [TINY, 0] in float32 the batch mean
+    TINY / 2 becomes 0, and x - mu, times r = 1 / sqrt(eps) = 316, moves y by 158 TINY (jax's
+    weight gradient was 0 for 4.8e-37 at dev seed 2). The policy's bound covers that result
+    only through batch norm's flush floor, not a result off by 100 times as much, and the
+    floor changes nothing where no value is subnormal."""
+    import dataclasses
+
+    from properties import specs
+    from properties.checks import expected_and_tolerance
+    from properties.tolerance import TINY
+
+    kw = dict(running_mean=np.zeros(1), running_var=np.ones(1), training=True, eps=1e-5)
+    one = (np.ones(1), np.zeros(1))
+    x = np.array([[TINY["float32"]], [0.0]])
+    normal = np.array([[1.0], [2.0], [4.0]])
+    expected, tol = expected_and_tolerance("batch_norm", (x, *one), kw, "float32")
+    _, normal_tol = expected_and_tolerance("batch_norm", (normal, *one), kw, "float32")
+    off = np.abs(x / np.sqrt(1e-5) - expected[0])  # y with mu flushed to 0
+    assert off.max() == pytest.approx(TINY["float32"] / 2 / np.sqrt(1e-5))
+    assert np.all(off <= tol[0]) and not np.all(100 * off <= tol[0])
+    spec = specs.SPECS["batch_norm"]
+    monkeypatch.setitem(specs.SPECS, "batch_norm", dataclasses.replace(spec, forward_floor=None))
+    _, bare = expected_and_tolerance("batch_norm", (x, *one), kw, "float32")
+    _, normal_bare = expected_and_tolerance("batch_norm", (normal, *one), kw, "float32")
+    assert not np.all(off <= bare[0])
+    np.testing.assert_array_equal(normal_tol[0], normal_bare[0])
