@@ -209,7 +209,7 @@ def batch_norm_vjp(primals, kwargs, cot):
         xc, r = _bn_centred(x, kwargs)
         xhat = np.abs(xc * r)
     else:
-        r = 1.0 / np.sqrt(np.asarray(kwargs["running_var"]).reshape(shape) + kwargs.get("eps", 1e-5))
+        r = _bn_r(x, kwargs)
         xhat = np.abs((x - np.asarray(kwargs["running_mean"]).reshape(shape)) * r)
     w = np.ones_like(r) if weight is None else np.abs(weight).reshape(shape)
     gx = g * xhat
@@ -221,7 +221,6 @@ def batch_norm_vjp(primals, kwargs, cot):
         k = r * r * ms
         dx, dw = dx * (1 + 3 * k), dw * (1 + k.reshape(-1))
     return [dx, dw, g.sum(axis=axes)]
-
 
 
 def _bn_r(x: np.ndarray, kwargs) -> np.ndarray:
@@ -243,12 +242,10 @@ def _flushed(v: np.ndarray, tiny: float, computed: bool = True) -> np.ndarray:
 def _bn_flush(x: np.ndarray, kwargs, tiny: float) -> np.ndarray:
     """The error on x - mu (x - running mean in eval) from its subnormal parts flushed to zero,
     as XLA's CPU code does: of x, of mu (training) and of the difference."""
-    _, shape = _bn_channels(x)
-    if kwargs.get("training", True):
-        mu = x.mean(axis=_bn_channels(x)[0], keepdims=True)
-    else:
-        mu = np.asarray(kwargs["running_mean"], dtype=np.float64).reshape(shape)
+    axes, shape = _bn_channels(x)
     training = bool(kwargs.get("training", True))  # mu computed, or the given running mean
+    mu = x.mean(axis=axes, keepdims=True) if training else \
+        np.asarray(kwargs["running_mean"], dtype=np.float64).reshape(shape)
     return (_flushed(x, tiny, computed=False) + _flushed(mu, tiny, computed=training)
             + _flushed(x - mu, tiny))
 
@@ -276,13 +273,13 @@ def batch_norm_vjp_floor(primals, kwargs, cot, tiny):
     w = np.ones_like(r) if weight is None else np.abs(weight).reshape(shape)
     dxhat = r * _bn_flush(x, kwargs, tiny)
     if kwargs.get("training", True):
-        xc, _ = _bn_centred(x, kwargs)
-        xhat = np.abs(xc * r)
+        xhat = np.abs((x - x.mean(axis=axes, keepdims=True)) * r)
         dx = r * w * (dxhat * (g * xhat).mean(axis=axes, keepdims=True)
                       + xhat * (g * dxhat).mean(axis=axes, keepdims=True))
     else:
         dx = np.zeros_like(g)
     return [dx, (g * dxhat).sum(axis=axes), np.zeros(x.shape[1])]
+
 
 # -- recurrent cells (reference/recurrent.py) -----------------------------------------------
 def _cell_parts(kind: str, primals, kwargs):

@@ -200,10 +200,10 @@ def _plus_floor(m: Any, floor: Any, dtype: str | None) -> Any:
     nothing)."""
     if floor is None:
         return m
-    if isinstance(floor, list):
-        return [f / EPS[dtype] if mi is None else mi + f / EPS[dtype]
-                for mi, f in zip(m if m is not None else [None] * len(floor), floor, strict=True)]
-    return floor / EPS[dtype] if m is None else m + floor / EPS[dtype]
+    if not isinstance(floor, list):
+        return _plus_floor(None if m is None else [m], [floor], dtype)[0]
+    ms = [None] * len(floor) if m is None else m
+    return [f / EPS[dtype] + (0.0 if mi is None else mi) for mi, f in zip(ms, floor, strict=True)]
 
 
 def forward_terms(name: str, primals: tuple[np.ndarray, ...], kwargs: dict[str, Any],
