@@ -12,7 +12,7 @@ import functools
 import inspect
 import os
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -55,16 +55,23 @@ jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_default_matmul_precision", "highest")
 
 
+_CACHE_BYTES = 1 << 30
+
+
 def _persistent_cache() -> str | None:
     """Turn on JAX's persistent compilation cache, so a later run (a certification with the
     same derandomised examples, above all) reads executables back from disk instead of
     compiling them again: every executable, however quick to compile (most here take
     0.05-0.5 s), in $TOUCHSTONE_JAX_CACHE or else $XDG_CACHE_HOME/touchstone/jax
-    (~/.cache/touchstone/jax), at most 1 GiB (least recently used first out) where the
-    filelock package is there. TOUCHSTONE_JAX_CACHE=off leaves it off; a cache directory
-    already configured (JAX_COMPILATION_CACHE_DIR) is left as it is. The cache key is the
-    compiled program, its options and the jax/jaxlib versions, so a hit is the executable XLA
-    would compile."""
+    (~/.cache/touchstone/jax), held to 1 GiB by ``_prune`` as the process starts.
+    TOUCHSTONE_JAX_CACHE=off leaves it off; a cache directory already configured
+    (JAX_COMPILATION_CACHE_DIR) is left as it is. The cache key is the compiled program,
+    its options and the jax/jaxlib versions, so a hit is the executable XLA would compile.
+
+    JAX's own bound (jax_compilation_cache_max_size) is left unset: with it, every write
+    globs the directory and reads each entry's access time under one file lock, so writes
+    cost O(entries) and xdist workers queue on the lock (a first jax certification, 5,400
+    executables, took 1201 s against 166 s warm; uwplasma/vmex#254 measured the same)."""
     setting = os.environ.get("TOUCHSTONE_JAX_CACHE", "").strip()
     if setting.lower() in ("0", "off", "no", "false", "none"):
         return None
@@ -73,15 +80,36 @@ def _persistent_cache() -> str | None:
     path = setting or os.path.join(os.environ.get("XDG_CACHE_HOME")
                                    or os.path.join(os.path.expanduser("~"), ".cache"),
                                    "touchstone", "jax")
+    _prune(path, _CACHE_BYTES)
     jax.config.update("jax_compilation_cache_dir", path)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    try:
-        import filelock  # noqa: F401 (JAX needs it to bound the cache's size)
-    except ImportError:
-        pass
-    else:
-        jax.config.update("jax_compilation_cache_max_size", 1 << 30)
     return path
+
+
+def _prune(path: str, limit: int) -> None:
+    """Delete the least recently used executables (by their files' last access or change)
+    in the cache directory ``path`` until it holds at most ``limit`` bytes; one scan. Files
+    another process removes meanwhile are skipped."""
+    entries = []
+    try:
+        with os.scandir(path) as it:
+            for e in it:
+                if e.name.endswith("-cache"):
+                    try:
+                        st = e.stat()
+                    except FileNotFoundError:
+                        continue
+                    entries.append((max(st.st_atime, st.st_mtime), st.st_size, e.path))
+    except FileNotFoundError:
+        return
+    total = sum(size for _, size, _ in entries)
+    for _, size, file in sorted(entries):
+        if total <= limit:
+            break
+        for stale in (file, file[:-len("-cache")] + "-atime"):  # JAX's LRU marker, if any
+            with suppress(FileNotFoundError):
+                os.remove(stale)
+        total -= size
 
 
 _persistent_cache()
