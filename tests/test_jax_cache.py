@@ -22,6 +22,7 @@ def test_prune_drops_least_recently_used_until_under_the_limit(tmp_path):
     old = _entry(tmp_path, "old", 400, 1_000, atime_file=True)
     mid = _entry(tmp_path, "mid", 400, 2_000)
     new = _entry(tmp_path, "new", 400, 3_000)
+    assert sorted(os.listdir(tmp_path)) == sorted([old, "old-atime", mid, new])
     jb._prune(str(tmp_path), 900)
     assert sorted(os.listdir(tmp_path)) == sorted([mid, new])  # old and its marker went
     jb._prune(str(tmp_path), 400)
