@@ -88,9 +88,10 @@ def _persistent_cache() -> str | None:
 
 
 def _prune(path: str, limit: int) -> None:
-    """Delete the least recently used executables (by their files' last access or change)
-    in the cache directory ``path`` until it holds at most ``limit`` bytes; one scan. Files
-    another process removes meanwhile are skipped."""
+    """Delete the least recently used executables (by their files' last access or change;
+    relatime file systems update an access time about once a day) in the cache directory
+    ``path`` until it holds at most ``limit`` bytes; one scan. Files another process removes
+    meanwhile are skipped."""
     entries = []
     try:
         with os.scandir(path) as it:
