@@ -205,12 +205,8 @@ def batch_norm_vjp(primals, kwargs, cot):
     g = _abs(cot)
     x, weight, _ = primals
     axes, shape = _bn_channels(x)
-    if kwargs.get("training", True):
-        xc, r = _bn_centred(x, kwargs)
-        xhat = np.abs(xc * r)
-    else:
-        r = _bn_r(x, kwargs)
-        xhat = np.abs((x - np.asarray(kwargs["running_mean"]).reshape(shape)) * r)
+    mu, r = _bn_mu_r(x, kwargs)
+    xhat = np.abs((x - mu) * r)
     w = np.ones_like(r) if weight is None else np.abs(weight).reshape(shape)
     gx = g * xhat
     dx = r * w * (g + g.mean(axis=axes, keepdims=True) + xhat * gx.mean(axis=axes, keepdims=True)) \
@@ -223,12 +219,17 @@ def batch_norm_vjp(primals, kwargs, cot):
     return [dx, dw, g.sum(axis=axes)]
 
 
-def _bn_r(x: np.ndarray, kwargs) -> np.ndarray:
-    """r = 1 / sqrt(var + eps) per channel: the batch's (training) or the running variance's."""
+def _bn_mu_r(x: np.ndarray, kwargs) -> tuple[np.ndarray, np.ndarray]:
+    """(mu, r = 1 / sqrt(var + eps)) per channel: the batch's statistics (training) or the
+    running ones (eval)."""
+    axes, shape = _bn_channels(x)
     if kwargs.get("training", True):
-        return _bn_centred(x, kwargs)[1]
-    rv = np.asarray(kwargs["running_var"], dtype=np.float64).reshape(_bn_channels(x)[1])
-    return 1.0 / np.sqrt(rv + kwargs.get("eps", 1e-5))
+        mu = x.mean(axis=axes, keepdims=True)
+        var = ((x - mu) ** 2).mean(axis=axes, keepdims=True)
+    else:
+        mu = np.asarray(kwargs["running_mean"], dtype=np.float64).reshape(shape)
+        var = np.asarray(kwargs["running_var"], dtype=np.float64).reshape(shape)
+    return mu, 1.0 / np.sqrt(var + kwargs.get("eps", 1e-5))
 
 
 def _flushed(v: np.ndarray, tiny: float, computed: bool = True) -> np.ndarray:
@@ -239,13 +240,10 @@ def _flushed(v: np.ndarray, tiny: float, computed: bool = True) -> np.ndarray:
     return np.where(a < tiny * (1 + 2.0**-7 if computed else 1), np.minimum(a, tiny), 0.0)
 
 
-def _bn_flush(x: np.ndarray, kwargs, tiny: float) -> np.ndarray:
-    """The error on x - mu (x - running mean in eval) from its subnormal parts flushed to zero,
-    as XLA's CPU code does: of x, of mu (training) and of the difference."""
-    axes, shape = _bn_channels(x)
-    training = bool(kwargs.get("training", True))  # mu computed, or the given running mean
-    mu = x.mean(axis=axes, keepdims=True) if training else \
-        np.asarray(kwargs["running_mean"], dtype=np.float64).reshape(shape)
+def _bn_flush(x: np.ndarray, mu: np.ndarray, training: bool, tiny: float) -> np.ndarray:
+    """The error on x - mu from its subnormal parts flushed to zero, as XLA's CPU code does:
+    of x, of mu (computed in training, the given running mean in eval) and of the
+    difference."""
     return (_flushed(x, tiny, computed=False) + _flushed(mu, tiny, computed=training)
             + _flushed(x - mu, tiny))
 
@@ -257,9 +255,10 @@ def batch_norm_forward_floor(primals, kwargs, tiny):
     x = primals[0]
     weight = primals[1] if len(primals) > 1 else kwargs.get("weight")
     _, shape = _bn_channels(x)
+    mu, r = _bn_mu_r(x, kwargs)
     w = 1.0 if weight is None else np.abs(weight).reshape(shape)
     zero = np.zeros(x.shape[1])
-    return [_bn_r(x, kwargs) * w * _bn_flush(x, kwargs, tiny), zero, zero]
+    return [r * w * _bn_flush(x, mu, bool(kwargs.get("training", True)), tiny), zero, zero]
 
 
 def batch_norm_vjp_floor(primals, kwargs, cot, tiny):
@@ -269,11 +268,12 @@ def batch_norm_vjp_floor(primals, kwargs, cot, tiny):
     g = _abs(cot)
     x, weight, _ = primals
     axes, shape = _bn_channels(x)
-    r = _bn_r(x, kwargs)
+    training = bool(kwargs.get("training", True))
+    mu, r = _bn_mu_r(x, kwargs)
     w = np.ones_like(r) if weight is None else np.abs(weight).reshape(shape)
-    dxhat = r * _bn_flush(x, kwargs, tiny)
-    if kwargs.get("training", True):
-        xhat = np.abs((x - x.mean(axis=axes, keepdims=True)) * r)
+    dxhat = r * _bn_flush(x, mu, training, tiny)
+    if training:
+        xhat = np.abs((x - mu) * r)
         dx = r * w * (dxhat * (g * xhat).mean(axis=axes, keepdims=True)
                       + xhat * (g * dxhat).mean(axis=axes, keepdims=True))
     else:

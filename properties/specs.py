@@ -201,7 +201,7 @@ def _plus_floor(m: Any, floor: Any, dtype: str | None) -> Any:
     if floor is None:
         return m
     if not isinstance(floor, list):
-        return _plus_floor(None if m is None else [m], [floor], dtype)[0]
+        return floor / EPS[dtype] + (0.0 if m is None else m)
     ms = [None] * len(floor) if m is None else m
     return [f / EPS[dtype] + (0.0 if mi is None else mi) for mi, f in zip(ms, floor, strict=True)]
 

@@ -9,6 +9,7 @@ two float64 implementations are compared both err, so the bounds count both.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from fractions import Fraction
 
@@ -17,6 +18,9 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from properties import specs
+from properties.checks import expected_and_tolerance
+from properties.tolerance import TINY
 from reference import batchnorm as B
 from tests.fd import EPS, assert_vjp_matches_fd, dot, raises_for, seeded
 from tests.optional import need
@@ -409,12 +413,6 @@ def test_tolerance_covers_subnormals_flushed_to_zero(monkeypatch):
     weight gradient was 0 for 4.8e-37 at dev seed 2). The policy's bound covers that result
     only through batch norm's flush floor, not a result off by 100 times as much, and the
     floor changes nothing where no value is subnormal."""
-    import dataclasses
-
-    from properties import specs
-    from properties.checks import expected_and_tolerance
-    from properties.tolerance import TINY
-
     kw = dict(running_mean=np.zeros(1), running_var=np.ones(1), training=True, eps=1e-5)
     one = (np.ones(1), np.zeros(1))
     x = np.array([[TINY["float32"]], [0.0]])
